@@ -1,0 +1,124 @@
+"""ASPP + refine-module decoder shared by A-Net (``decoder_iact``) and T-Net (``decoder_prop``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from atnet_jax.models.config import ModelConfig
+from atnet_jax.models.layers import Conv, batch_norm, resize_bilinear, scaled_size
+
+
+def _upsample(x: jax.Array, scale: float) -> jax.Array:
+    return resize_bilinear(x, scaled_size(x.shape[1:3], scale))
+
+
+class _ASPPBranch(nn.Module):
+    """One ASPP branch: conv (``atrous_conv``, no bias) -> BN -> ReLU."""
+
+    width: int
+    kernel_size: int
+    dilation: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        y = Conv(self.width, self.kernel_size, dilation=self.dilation, use_bias=False, dtype=self.dtype,
+                 name="atrous_conv")(x)
+        return nn.relu(batch_norm("bn", train)(y))
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling on r5 (DeepLab v3): 1x1, three dilated 3x3, image pooling -> 1x1.
+
+    ``x: [B, h, w, C] -> [B, h, w, width]``; conv/BN/ReLU branches without bias, dropout after fusion.
+    """
+
+    width: int
+    rates: tuple[int, int, int]
+    dropout: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        branches = [
+            _ASPPBranch(self.width, 1 if i == 0 else 3, rate, dtype=self.dtype, name=f"aspp{i + 1}")(x, train=train)
+            for i, rate in enumerate((1, *self.rates))
+        ]
+        pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+        pooled = Conv(self.width, 1, use_bias=False, dtype=self.dtype, name="global_avg_pool_1")(pooled)
+        pooled = nn.relu(batch_norm("global_avg_pool_2", train)(pooled))
+        branches.append(jnp.broadcast_to(pooled, branches[0].shape).astype(branches[0].dtype))
+        y = jnp.concatenate(branches, axis=-1)
+        y = Conv(self.width, 1, use_bias=False, dtype=self.dtype, name="conv1")(y)
+        y = nn.relu(batch_norm("bn1", train)(y))
+        return nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class Refine(nn.Module):
+    """Refine module: fuse an encoder skip feature ``f`` with the coarser decoder map ``pm`` (upsampled x2).
+
+    ``s = FS1(f); s = s + FS3(relu(FS2(relu(s)))); m = s + up2(pm); m = m + MM2(relu(MM1(relu(m))))``;
+    all 3x3 convs with bias, no BN.
+    """
+
+    width: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, f: jax.Array, pm: jax.Array) -> jax.Array:
+        conv = lambda name: Conv(self.width, 3, dtype=self.dtype, name=name)  # noqa: E731
+        s = conv("convFS1")(f)
+        s = s + conv("convFS3")(nn.relu(conv("convFS2")(nn.relu(s))))
+        m = s + _upsample(pm, 2)
+        return m + conv("convMM2")(nn.relu(conv("convMM1")(nn.relu(m))))
+
+
+class Decoder(nn.Module):
+    """Decoder on ``r5 [B, h, w, C5]`` with skips ``r3`` (1/8) and ``r2`` (1/4) -> logits ``[B, 4h*4, 4w*4, 1]``.
+
+    ``local_map`` (T-Net only, ``[B, H/4, W/4, 1]``): the local-transfer estimate, added as ``0.5 * L`` to the
+    1/8 (downsampled) and 1/4 refine outputs. Returns ``(logits, aux)`` with ``aux["m2"]`` = concat(refine
+    output at 1/4, upsampled ASPP) -- the A-Net converter's input.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        r5: jax.Array,
+        r3: jax.Array,
+        r2: jax.Array,
+        local_map: jax.Array | None = None,
+        *,
+        train: bool,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        cfg = self.config
+        dtype = jnp.dtype(cfg.dtype)
+        width = cfg.decoder_width
+        aspp = ASPP(width, cfg.aspp_rates, cfg.aspp_dropout, dtype=dtype, name="aspp_decoder")(r5, train=train)
+        aspp = _upsample(aspp, 4)
+
+        conv = lambda name: Conv(width, 3, dtype=dtype, name=name)  # noqa: E731
+        m4 = conv("convG2")(nn.relu(conv("convG1")(nn.relu(conv("convG0")(nn.relu(r5))))))
+        m3 = Refine(width, dtype=dtype, name="RF3")(r3, m4)
+        if local_map is not None:
+            local_map = local_map.astype(m3.dtype)
+            m3 = m3 + 0.5 * resize_bilinear(local_map, m3.shape[1:3])
+        m2 = Refine(width, dtype=dtype, name="RF2")(r2, m3)
+        if local_map is not None:
+            m2 = m2 + 0.5 * local_map
+        m2 = jnp.concatenate([m2, aspp.astype(m2.dtype)], axis=-1)
+
+        y = Conv(width, 3, use_bias=False, dtype=dtype, name="lastconv_0")(m2)
+        y = nn.relu(batch_norm("lastconv_1", train)(y))
+        y = nn.Dropout(cfg.head_dropouts[0], deterministic=not train)(y)
+        y = Conv(width, 3, use_bias=False, dtype=dtype, name="lastconv_4")(y)
+        y = nn.relu(batch_norm("lastconv_5", train)(y))
+        y = nn.Dropout(cfg.head_dropouts[1], deterministic=not train)(y)
+        y = Conv(1, 1, dtype=dtype, name="lastconv_8")(y)
+        logits = _upsample(y.astype(jnp.float32), 4)
+        return logits, {"m2": m2, "aspp": aspp}

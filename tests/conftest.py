@@ -1,0 +1,52 @@
+"""Shared test setup: fake CPU devices, full float32 precision, paths to ../shared."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+_cache = Path(os.environ.get("ATNET_JAX_TEST_CACHE", Path.home() / ".cache" / "atnet_jax_xla"))
+jax.config.update("jax_compilation_cache_dir", str(_cache))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared, skipping the calling test with a reason where it is absent."""
+    path = SHARED_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: the reference data lives in ../shared beside the clone")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from atnet_jax.models import tiny_model_config
+
+    return tiny_model_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_state_dict(tiny_config):
+    """Recipe weights (the golden vectors' NumPy recipe) for the tiny networks, PyTorch-named."""
+    from reference_weights import recipe_state_dict
+
+    from atnet_jax.convert_torch import torch_shapes
+
+    return recipe_state_dict(torch_shapes(tiny_config))
+
+
+@pytest.fixture(scope="session")
+def tiny_variables(tiny_config, tiny_state_dict):
+    """Flax variables of the tiny A-Net and T-Net, made without compiling an init."""
+    from atnet_jax.convert_torch import torch_to_flax
+
+    return jax.tree.map(jax.numpy.asarray, torch_to_flax(tiny_state_dict, tiny_config))

@@ -1,0 +1,101 @@
+"""PyTorch state_dict <-> Flax variables, and the ``python -m atnet_jax.convert`` command."""
+from __future__ import annotations
+
+import importlib.util
+
+import jax
+import numpy as np
+import pytest
+from conftest import shared_path
+from reference_weights import read_key_table
+
+from atnet_jax import convert
+from atnet_jax.checkpointing import load_weights
+from atnet_jax.convert_torch import ConversionError, flax_to_torch, load_state_dict, torch_key, torch_shapes, torch_to_flax
+from atnet_jax.models import paper_model_config
+
+
+def test_key_names_follow_pytorch_attributes():
+    assert torch_key("params", ("encoder_6ch", "res2_0", "conv1", "kernel")) == "encoder_6ch.res2.0.conv1.weight"
+    assert torch_key("params", ("encoder_6ch", "conv0_6ch", "bias")) == "encoder_6ch.conv0_6ch.bias"
+    assert torch_key("batch_stats", ("decoder_iact", "lastconv_5", "var")) == "decoder_iact.lastconv.5.running_var"
+    assert (torch_key("params", ("decoder_prop", "aspp_decoder", "global_avg_pool_2", "scale"))
+            == "decoder_prop.aspp_decoder.global_avg_pool.2.weight")
+    assert torch_key("params", ("prev_conv1x1", "kernel")) == "prev_conv1x1.weight"
+
+
+def test_full_size_keys_and_shapes_equal_the_released_state_dict():
+    table = read_key_table(shared_path("reference", "atnet_state_dict_keys.tsv"))
+    expected = {k: v for k, v in table.items() if not k.endswith("num_batches_tracked")}
+    assert torch_shapes(paper_model_config()) == expected
+
+
+def test_round_trip(tiny_config, tiny_state_dict):
+    variables = torch_to_flax(tiny_state_dict, tiny_config)
+    back = flax_to_torch(variables)
+    assert back.keys() == tiny_state_dict.keys()
+    for key, value in back.items():
+        np.testing.assert_array_equal(value, tiny_state_dict[key], err_msg=key)
+    # PyTorch OIHW -> Flax HWIO
+    w = tiny_state_dict["encoder_3ch.conv0_3ch.weight"]
+    np.testing.assert_array_equal(variables["tnet"]["params"]["encoder_3ch"]["conv0_3ch"]["kernel"][2, 5, 1],
+                                  w[:, 1, 2, 5])
+
+
+def test_batch_counters_are_accepted(tiny_config, tiny_state_dict):
+    state = dict(tiny_state_dict, **{"encoder_6ch.bn1.num_batches_tracked": np.array(7)})
+    torch_to_flax(state, tiny_config)
+
+
+def test_unknown_missing_and_misshaped_keys_are_named(tiny_config, tiny_state_dict):
+    with pytest.raises(ConversionError, match=r"unknown key 'decoder_prop\.extra\.weight'"):
+        torch_to_flax(dict(tiny_state_dict, **{"decoder_prop.extra.weight": np.zeros(3)}), tiny_config)
+    missing = dict(tiny_state_dict)
+    del missing["indicator_encoder.conv1x1.bias"]
+    with pytest.raises(ConversionError, match=r"missing key 'indicator_encoder\.conv1x1\.bias'"):
+        torch_to_flax(missing, tiny_config)
+    bad = dict(tiny_state_dict, **{"prev_conv1x1.weight": np.zeros((3, 3, 1, 1), np.float32)})
+    with pytest.raises(ConversionError, match=r"key 'prev_conv1x1\.weight' has shape \(3, 3, 1, 1\), expected"):
+        torch_to_flax(bad, tiny_config)
+
+
+def test_load_state_dict_npz_strips_module_prefix(tmp_path):
+    path = tmp_path / "sd.npz"
+    np.savez(path, **{"module.conv1x1.bias": np.ones(2, np.float32)})
+    assert list(load_state_dict(path)) == ["conv1x1.bias"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_state_dict(tmp_path / "nope.npz")
+    (tmp_path / "x.ckpt").write_text("")
+    with pytest.raises(ValueError, match=r"expected a \.pth/\.pt"):
+        load_state_dict(tmp_path / "x.ckpt")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed")
+def test_pth_without_torch_says_what_to_install(tmp_path):
+    (tmp_path / "ATNet-checkpoint.pth").write_bytes(b"\0")
+    with pytest.raises(ImportError, match="needs PyTorch"):
+        load_state_dict(tmp_path / "ATNet-checkpoint.pth")
+
+
+def test_convert_cli(tmp_path, tiny_config, tiny_state_dict, capsys):
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, **tiny_state_dict)
+    out = tmp_path / "weights"
+    assert convert.main(["--torch", str(npz), "--out", str(out), "--model", "tiny"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    variables, config = load_weights(out)
+    assert config == tiny_config
+    expected = torch_to_flax(tiny_state_dict, tiny_config)
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+    # An existing output is refused (usage error), then replaced with --overwrite.
+    assert convert.main(["--torch", str(npz), "--out", str(out), "--model", "tiny"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert convert.main(["--torch", str(npz), "--out", str(out), "--model", "tiny", "--overwrite"]) == 0
+    # A missing input file is a usage error; a state_dict of the wrong size a runtime failure naming a key.
+    assert convert.main(["--torch", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "o")]) == 2
+    capsys.readouterr()
+    assert convert.main(["--torch", str(npz), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "key" in err and "expected" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
