@@ -305,3 +305,25 @@ def test_global_argument_errors():
         global_transfer(anno, targ, ind[:1])
     with pytest.raises(ValueError, match="frame_mask"):
         global_transfer(anno, targ, ind, frame_mask=np.ones(3, bool))
+
+
+# ----------------------------------------------------------------------------- objects as the batch
+
+def test_frame_features_of_batch_one_serve_every_object():
+    # Objects share the frames: features given once must equal the same features repeated per object.
+    t, p = _rand(60, 1, 9, 11, 6), _rand(61, 1, 9, 11, 6)
+    prob = np.random.default_rng(62).random((3, 9, 11)).astype(np.float32)
+    for axis in ("height", "window"):
+        shared = local_transfer(t, p, prob, max_displacement=4, softmax_axis=axis)
+        repeated = local_transfer(np.repeat(t, 3, 0), np.repeat(p, 3, 0), prob, max_displacement=4,
+                                  softmax_axis=axis)
+        assert shared.shape == (3, 9, 11, 1)
+        _close(shared, repeated)
+    anno, targ, ind = _rand(63, 2, 1, 3, 4, 5), _rand(64, 1, 3, 4, 5), _rand(65, 2, 3, 3, 4, 2)
+    mask = np.array([True, False])
+    for axis in ("target", "annotated"):
+        _close(global_transfer(anno, targ, ind, frame_mask=mask, softmax_axis=axis),
+               global_transfer(np.repeat(anno, 3, 1), np.repeat(targ, 3, 0), ind, frame_mask=mask,
+                               softmax_axis=axis))
+    with pytest.raises(ValueError, match="prev_prob"):
+        local_transfer(np.repeat(t, 2, 0), np.repeat(p, 2, 0), prob)

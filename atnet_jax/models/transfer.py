@@ -126,6 +126,7 @@ def local_transfer(target: jax.Array, prev: jax.Array, prev_prob: jax.Array, *,
 
     target, prev: [B, H, W, C] features (already through prev_conv1x1); prev_prob: [B, H, W]
     previous-frame probability already downsampled to this grid. Returns L [B, H, W, 1] (target dtype).
+    Frame features may have batch 1 for B objects: the correlation and softmax are then computed once.
     softmax_axis="height": the released code's softmax over the image-height axis y, separately for
     every (b, x, k). softmax_axis="window": the paper's text, softmax over the K displacements at each
     pixel (out-of-map displacements take part with correlation 0 and probability 0).
@@ -135,9 +136,10 @@ def local_transfer(target: jax.Array, prev: jax.Array, prev_prob: jax.Array, *,
     if softmax_axis not in _LOCAL_SOFTMAX_AXES:
         raise ValueError(f"softmax_axis must be one of {_LOCAL_SOFTMAX_AXES}, got {softmax_axis!r}")
     _check_same_shape("target", target, "prev", prev)
-    if prev_prob.shape != target.shape[:3]:
-        raise ValueError(f"prev_prob must be [B, H, W] = {target.shape[:3]} to match target, got "
-                         f"prev_prob.shape={prev_prob.shape}")
+    if prev_prob.ndim != 3 or prev_prob.shape[1:] != target.shape[1:3] or target.shape[0] not in (
+            1, prev_prob.shape[0]):
+        raise ValueError(f"prev_prob must be [B, H, W] with H, W = {target.shape[1:3]} of target and B = "
+                         f"{target.shape[0]} (or any B for target batch 1), got prev_prob.shape={prev_prob.shape}")
     corr = local_correlation(target, prev, max_displacement=max_displacement, stride=stride)
     dtype = jnp.promote_types(corr.dtype, jnp.float32)  # softmax in float32 at least
     corr = corr.astype(dtype)
@@ -161,6 +163,7 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
 
     annotated: [N, B, h, w, C] T-Net-encoder features of N annotated frames; target: [B, h, w, C];
     indicator: [N, B, h, w, Ci] A-Net indicator (F_o) of each annotated frame. Returns [B, h, w, Ci].
+    The frame features may have batch 1 for B objects (the affinity is computed once).
     sim_i = a_i^T t (raw dot products, no scaling), shape (hw annotated, hw target).
     softmax_axis="target" (released code): softmax over the target positions for each annotated
     position; "annotated": softmax over the annotated positions of frame i for each target position
@@ -174,16 +177,18 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
     if annotated.ndim != 5 or target.shape != annotated.shape[1:]:
         raise ValueError(f"annotated must be [N, B, h, w, C] and target [B, h, w, C] with matching "
                          f"B, h, w, C, got annotated.shape={annotated.shape}, target.shape={target.shape}")
-    if indicator.ndim != 5 or indicator.shape[:4] != annotated.shape[:4]:
-        raise ValueError(f"indicator must be [N, B, h, w, Ci] with N, B, h, w of annotated, got "
-                         f"indicator.shape={indicator.shape}, annotated.shape={annotated.shape}")
-    n, b, h, w, c = annotated.shape
-    ci = indicator.shape[-1]
+    if (indicator.ndim != 5 or indicator.shape[0] != annotated.shape[0]
+            or indicator.shape[2:4] != annotated.shape[2:4] or annotated.shape[1] not in (1, indicator.shape[1])):
+        raise ValueError(f"indicator must be [N, B, h, w, Ci] with N, B, h, w of annotated (or any B for "
+                         f"annotated batch 1), got indicator.shape={indicator.shape}, "
+                         f"annotated.shape={annotated.shape}")
+    n, bf, h, w, c = annotated.shape
+    b, ci = indicator.shape[1], indicator.shape[-1]
     if frame_mask is not None and frame_mask.shape != (n,):
         raise ValueError(f"frame_mask must be [N] = ({n},), got frame_mask.shape={frame_mask.shape}")
     dtype = jnp.promote_types(jnp.result_type(annotated, target, indicator), jnp.float32)
-    a = annotated.reshape(n, b, h * w, c)
-    t = target.reshape(b, h * w, c)
+    a = annotated.reshape(n, bf, h * w, c)
+    t = target.reshape(bf, h * w, c)
     ind = indicator.reshape(n, b, h * w, ci).astype(dtype)
     if frame_mask is not None:
         # Padded frames may hold anything (even inf/NaN): zero them before any arithmetic so that
@@ -198,5 +203,6 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
     else:
         count = jnp.maximum(jnp.sum(frame_mask.astype(bool)), 1).astype(dtype)
         attn = jnp.where(keep, attn / count, 0)
-    out = jnp.einsum("nbpq,nbpk->bqk", attn, ind)
+    # Frame features of batch 1 serve every object: one affinity, B weighted sums.
+    out = jnp.einsum("npq,nbpk->bqk", attn[:, 0], ind) if bf == 1 else jnp.einsum("nbpq,nbpk->bqk", attn, ind)
     return out.reshape(b, h, w, ci).astype(indicator.dtype)

@@ -73,24 +73,26 @@ class TransferNet(nn.Module):
         """
         cfg = self.config
         batch = indicators.shape[1]
+        # Frame features (target, annotated, previous) stay at batch 1 where given so: the affinities and
+        # the refine modules' skip branches are computed once for all objects.
+        frames = max(annotated_r5.shape[1], target["r5"].shape[0])
+        glob = global_transfer(_batch_to(annotated_r5, frames, axis=1), _batch_to(target["r5"], frames),
+                               indicators, frame_mask=frame_mask, softmax_axis=cfg.global_softmax)
         t_r5 = _batch_to(target["r5"], batch)
-        glob = global_transfer(
-            _batch_to(annotated_r5, batch, axis=1), t_r5, indicators, frame_mask=frame_mask,
-            softmax_axis=cfg.global_softmax,
-        )
         r5cat = self.conv1x1(jnp.concatenate([t_r5, glob.astype(t_r5.dtype)], axis=-1))
 
-        t_r2 = _batch_to(target["r2"], batch)
+        t_r2 = target["r2"]
         prev_ds = resize_bilinear(prev_prob.astype(jnp.float32), t_r2.shape[1:3])
+        frames = max(t_r2.shape[0], prev_r2.shape[0])
         local = local_transfer(
-            self.local_features(t_r2),
-            self.local_features(_batch_to(prev_r2, batch)),
+            self.local_features(_batch_to(t_r2, frames)),
+            self.local_features(_batch_to(prev_r2, frames)),
             prev_ds[..., 0],
             max_displacement=cfg.local_max_displacement,
             stride=cfg.local_stride,
             softmax_axis=cfg.local_softmax,
         )
-        logits, dec = self.decoder_prop(r5cat, _batch_to(target["r3"], batch), t_r2, local, train=train)
+        logits, dec = self.decoder_prop(r5cat, target["r3"], t_r2, local, train=train)
         return logits, {"global": glob, "r5cat": r5cat, "local": local, "prev_ds": prev_ds, "m2": dec["m2"]}
 
     def __call__(
