@@ -64,6 +64,8 @@ def variables(state_dict):
 
 def check(results: dict[str, np.ndarray], golden: dict[str, np.ndarray]) -> None:
     errors = {name: rel_err(value, golden[name]) for name, value in results.items()}
+    worst = max(errors, key=errors.get)
+    print(f"{len(errors)} arrays, worst normalised error {errors[worst]:.2e} ({worst})")
     bad = {k: v for k, v in errors.items() if not v <= TOLERANCE}
     assert not bad, f"arrays over tolerance {TOLERANCE}: {bad}"
 
