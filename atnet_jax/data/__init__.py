@@ -1,0 +1,1 @@
+"""DAVIS folders, scribbles and training data."""

@@ -1,0 +1,1 @@
+"""The DAVIS interactive benchmark: metrics and protocol."""
