@@ -1,0 +1,315 @@
+"""An interactive segmentation session over one video: scribbles in, a mask for every frame out, round by round.
+
+Round r (the released code's semantics, see DESIGN "Interactive inference"):
+1. A-Net segments the annotated frame ``a_r`` for all objects at once (objects are the batch); its converter
+   gives each object's features ``F_o`` for the global transfer.
+2. T-Net propagates backward, then forward, from ``a_r`` and stops before the nearest previously annotated
+   frame on each side. The previous map of the first step is A-Net's output, then T-Net's own (unblended)
+   output. The global transfer averages over every annotated frame so far.
+3. Each new probability is blended with the previous round's (eq. 6): ``p = alpha * p_new + (1 - alpha) * p_old``
+   with alpha falling linearly from 1 at ``a_r`` to 0.5 at the previously annotated frame (1 where no
+   annotated frame lies on that side).
+4. Labels: ``argmax_k p_k`` where that probability exceeds 0.8, else background.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from atnet_jax.models import AnnotationNet, ModelConfig, TransferNet
+from atnet_jax.models.preprocess import PadInfo, normalize_frames, pad_info_for, reflect_pad
+
+MERGE_THRESHOLD = 0.8
+ROUND1_PREVIOUS_MASK = 0.5
+
+
+class Frames(Protocol):
+    """Random access to a video's RGB frames: ``len(frames)`` and ``frames[i] -> [H, W, 3] uint8``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+def blend_weight(t: int, annotated_now: int, annotated_before: int | None) -> float:
+    """alpha of eq. (6) for frame ``t`` propagated from ``annotated_now`` towards ``annotated_before``.
+
+    ``0.5 + 0.5 * |t - a_before| / |a_now - a_before|``: 1 at the new annotation, 0.5 at the old one;
+    1 where no annotated frame lies on that side (``annotated_before`` is None).
+    """
+    if annotated_before is None:
+        return 1.0
+    return 0.5 + 0.5 * abs(t - annotated_before) / abs(annotated_now - annotated_before)
+
+
+def propagation_plan(
+    frame: int, previous: Sequence[int], num_frames: int
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """The frames a round updates, with their eq.-(6) weights, as (backward, forward) lists in order:
+    from ``frame`` down to / up to (not including) the nearest previously annotated frame on each side."""
+    before = max((a for a in previous if a < frame), default=None)
+    after = min((a for a in previous if a > frame), default=None)
+    backward = range(frame - 1, -1 if before is None else before, -1)
+    forward = range(frame + 1, num_frames if after is None else after)
+    return ([(t, blend_weight(t, frame, before)) for t in backward],
+            [(t, blend_weight(t, frame, after)) for t in forward])
+
+
+def merge_objects(probs: np.ndarray, threshold: float = MERGE_THRESHOLD) -> np.ndarray:
+    """``probs: [K, ..., H, W]`` -> labels ``[..., H, W]`` uint8: ``argmax + 1`` where the max exceeds
+    ``threshold``, else 0 (background)."""
+    best = np.argmax(probs, axis=0)
+    return np.where(np.max(probs, axis=0) > threshold, best + 1, 0).astype(np.uint8)
+
+
+@dataclasses.dataclass
+class _Networks:
+    """The jitted network calls of a session, with how often each was traced (compiled)."""
+
+    anet: Callable[..., Any]
+    encode: Callable[..., Any]
+    step: Callable[..., Any]
+    traces: dict[str, int]
+
+
+def _build_networks(config: ModelConfig) -> _Networks:
+    anet, tnet = AnnotationNet(config), TransferNet(config)
+    traces = {"anet": 0, "encode": 0, "step": 0}
+
+    def anet_fn(variables, image, interaction):
+        traces["anet"] += 1
+        logits, aux = anet.apply(variables, image, interaction)
+        return jax.nn.sigmoid(logits), aux["indicator"]
+
+    def encode_fn(variables, image):
+        traces["encode"] += 1
+        feats = tnet.apply(variables, image, method=TransferNet.encode)
+        return {k: feats[k] for k in ("r2", "r3", "r5")}
+
+    def step_fn(variables, target, annotated_r5, indicators, frame_mask, prev_r2, prev_prob):
+        traces["step"] += 1
+        logits, _ = tnet.apply(
+            variables, target, annotated_r5, indicators, prev_r2, prev_prob, frame_mask, method=TransferNet.decode
+        )
+        return jax.nn.sigmoid(logits)
+
+    return _Networks(jax.jit(anet_fn), jax.jit(encode_fn), jax.jit(step_fn), traces)
+
+
+class FeatureCache:
+    """T-Net encoder features per frame, computed once per video.
+
+    Up to ``memory_bytes`` stay in host memory (least recently used first out); the rest is spilled to
+    ``.npz`` files in a temporary folder, so long videos keep a bounded footprint.
+    """
+
+    def __init__(self, compute: Callable[[int], dict[str, np.ndarray]], memory_bytes: int) -> None:
+        self._compute = compute
+        self._memory_bytes = memory_bytes
+        self._ram: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._ram_bytes = 0
+        self._disk: dict[int, Path] = {}
+        self._tmp: Path | None = None
+        self.computed = 0
+
+    def get(self, index: int) -> dict[str, np.ndarray]:
+        if index in self._ram:
+            self._ram.move_to_end(index)
+            return self._ram[index]
+        if index in self._disk:
+            with np.load(self._disk[index]) as data:
+                feats = {k: data[k] for k in data.files}
+        else:
+            feats = self._compute(index)
+            self.computed += 1
+        self._keep(index, feats)
+        return feats
+
+    def _keep(self, index: int, feats: dict[str, np.ndarray]) -> None:
+        self._ram[index] = feats
+        self._ram_bytes += sum(v.nbytes for v in feats.values())
+        while self._ram_bytes > self._memory_bytes and len(self._ram) > 1:
+            old, old_feats = self._ram.popitem(last=False)
+            self._ram_bytes -= sum(v.nbytes for v in old_feats.values())
+            if old not in self._disk:
+                if self._tmp is None:
+                    self._tmp = Path(tempfile.mkdtemp(prefix="atnet_jax_features_"))
+                path = self._tmp / f"{old:06d}.npz"
+                np.savez(path, **old_feats)
+                self._disk[old] = path
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._disk.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Session:
+    """Interactive segmentation of one video with one set of A-Net/T-Net weights.
+
+    Args:
+      frames: the video (``len`` and ``frames[i] -> [H, W, 3] uint8 RGB``); read lazily, frame by frame.
+      variables: ``{"anet": ..., "tnet": ...}`` Flax variables (``atnet_jax.checkpointing.load_weights``).
+      config: the networks' :class:`ModelConfig`.
+      num_objects: K, the objects to segment (ids 1..K).
+      max_annotations: annotated frames the global transfer holds before it recompiles for more (the
+        DAVIS protocol has 8 rounds).
+      feature_cache_bytes: host memory for cached encoder features; the rest is spilled to disk.
+      progress: show a progress bar while propagating.
+    """
+
+    def __init__(
+        self,
+        frames: Frames,
+        variables: dict[str, Any],
+        config: ModelConfig,
+        num_objects: int,
+        *,
+        max_annotations: int = 8,
+        feature_cache_bytes: int = 2 << 30,
+        progress: bool = False,
+    ) -> None:
+        if num_objects < 1:
+            raise ValueError(f"num_objects must be at least 1, got {num_objects}")
+        if len(frames) < 1:
+            raise ValueError("the video has no frames")
+        first = np.asarray(frames[0])
+        if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+            raise ValueError(f"frames must be [H, W, 3] uint8 RGB, got frame 0 {first.shape} {first.dtype}")
+        self.frames = frames
+        self.num_frames = len(frames)
+        self.num_objects = num_objects
+        self.height, self.width = first.shape[:2]
+        self.pad: PadInfo = pad_info_for(self.height, self.width)
+        self._variables = jax.device_put(variables)
+        self._config = config
+        self._nets = _networks_for(config)
+        self._max_annotations = max_annotations
+        self._progress = progress
+        self.features = FeatureCache(self._encode_frame, feature_cache_bytes)
+        # Per frame and object, the blended probability (float16: the merge threshold needs no more).
+        self.probabilities = np.zeros((self.num_frames, num_objects, self.height, self.width), np.float16)
+        self.labels = np.zeros((self.num_frames, self.height, self.width), np.uint8)
+        self.annotated: list[int] = []
+        self._annotated_r5: list[jax.Array] = []
+        self._indicators: list[jax.Array] = []
+        self.last_round_seconds = 0.0
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each jitted network call was traced (compiled) so far, shared by sessions of a config."""
+        return dict(self._nets.traces)
+
+    def _image(self, index: int) -> np.ndarray:
+        frame = np.asarray(self.frames[index])
+        if frame.shape != (self.height, self.width, 3):
+            raise ValueError(f"frame {index} has shape {frame.shape}, expected {(self.height, self.width, 3)}")
+        return reflect_pad(normalize_frames(frame), self.pad)[None]
+
+    def _encode_frame(self, index: int) -> dict[str, np.ndarray]:
+        feats = self._nets.encode(self._variables["tnet"], self._image(index))
+        return jax.device_get(feats)
+
+    def _crop(self, x: jax.Array) -> np.ndarray:
+        (top, _), (left, _) = self.pad
+        return np.asarray(x[..., top : top + self.height, left : left + self.width, 0])
+
+    def interact(self, frame_index: int, strokes: list[dict]) -> np.ndarray:
+        """One round from DAVIS-style strokes on ``frame_index`` (``{"path", "object_id", ...}`` dicts with
+        normalised coordinates) -> labels ``[T, H, W]`` uint8."""
+        from atnet_jax.data.scribbles import interaction_maps
+
+        prev = self.labels[frame_index] if self.annotated else None
+        positive, negative = interaction_maps(strokes, self.height, self.width, self.num_objects, prev)
+        return self.interact_maps(frame_index, positive, negative)
+
+    def interact_maps(self, frame_index: int, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+        """One round from rasterised interaction maps ``positive, negative: [K, H, W]`` in [0, 1] on
+        ``frame_index`` -> labels ``[T, H, W]`` uint8 for the whole video."""
+        if not 0 <= frame_index < self.num_frames:
+            raise ValueError(f"frame {frame_index} is outside the video (0..{self.num_frames - 1})")
+        shape = (self.num_objects, self.height, self.width)
+        if positive.shape != shape or negative.shape != shape:
+            raise ValueError(f"interaction maps must be [K, H, W] = {shape}, got {positive.shape}, {negative.shape}")
+        start = time.perf_counter()
+        if self.annotated:
+            previous_mask = (self.labels[frame_index][None] == np.arange(1, self.num_objects + 1)[:, None, None])
+            previous_mask = previous_mask.astype(np.float32)
+        else:
+            previous_mask = np.full(shape, ROUND1_PREVIOUS_MASK, np.float32)
+        interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1).astype(np.float32), self.pad)
+        image = self._image(frame_index)
+        prob, indicator = self._nets.anet(
+            self._variables["anet"], np.broadcast_to(image, (self.num_objects, *image.shape[1:])), interaction
+        )
+        target = self.features.get(frame_index)
+        previous = list(self.annotated)
+        self.annotated.append(frame_index)
+        self._annotated_r5.append(jnp.asarray(target["r5"]))
+        self._indicators.append(indicator)
+        annotated_r5, indicators, frame_mask = self._global_inputs()
+
+        self._store(frame_index, self._crop(prob), 1.0)
+        backward, forward = propagation_plan(frame_index, previous, self.num_frames)
+        bar = None
+        if self._progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(backward) + len(forward), unit="frame", leave=False,
+                       desc=f"round {len(self.annotated)}: propagating from frame {frame_index}")
+        for direction in (backward, forward):
+            # Each direction starts from A-Net's map, then follows T-Net's own unblended output.
+            prev_prob, prev_r2 = prob, target["r2"]
+            for t, alpha in direction:
+                feats = self.features.get(t)
+                prev_prob = self._nets.step(
+                    self._variables["tnet"], feats, annotated_r5, indicators, frame_mask, prev_r2, prev_prob
+                )
+                prev_r2 = feats["r2"]
+                self._store(t, self._crop(prev_prob), alpha)
+                if bar is not None:
+                    bar.update()
+        if bar is not None:
+            bar.close()
+        self.last_round_seconds = time.perf_counter() - start
+        return self.labels
+
+    def _global_inputs(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Annotated-frame r5 and indicators padded to a fixed count (one compile for every round)."""
+        n = len(self._annotated_r5)
+        while self._max_annotations < n:
+            self._max_annotations *= 2
+        pad = self._max_annotations - n
+        r5 = jnp.stack(self._annotated_r5 + [jnp.zeros_like(self._annotated_r5[0])] * pad)
+        ind = jnp.stack(self._indicators + [jnp.zeros_like(self._indicators[0])] * pad)
+        return r5, ind, jnp.arange(self._max_annotations) < n
+
+    def _store(self, t: int, new: np.ndarray, alpha: float) -> None:
+        if alpha < 1.0:
+            new = alpha * new + (1.0 - alpha) * self.probabilities[t].astype(np.float32)
+        self.probabilities[t] = new
+        self.labels[t] = merge_objects(self.probabilities[t].astype(np.float32))
+
+    def close(self) -> None:
+        """Release the spilled feature files."""
+        self.features.close()
+
+
+@functools.lru_cache(maxsize=4)
+def _networks_for(config: ModelConfig) -> _Networks:
+    return _build_networks(config)

@@ -1,0 +1,98 @@
+"""Benchmark interactive sessions: round 1 vs a later round, 1 vs 2 objects, on a synthetic 480p video.
+
+    python experiments/bench_session.py                        # 50 frames at 480x854, full-size networks
+    python experiments/bench_session.py --frames 10 --height 240 --width 427
+
+Round 1 annotates the middle frame and propagates through the whole video (every frame is encoded);
+round 2 annotates a frame a quarter in and propagates only up to the round-1 frame, reusing the cached
+encoder features. Each object count runs in its own process so that peak RSS is its own. Random weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def worker(frames: int, height: int, width: int, objects: int) -> dict:
+    import numpy as np
+
+    from atnet_jax.interactive.session import Session, propagation_plan
+    from atnet_jax.models import paper_model_config
+    from atnet_jax.models.build import random_variables
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    config = paper_model_config()
+    variables = random_variables(config)
+
+    def maps(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        r = np.random.default_rng(seed)
+        pos = np.zeros((objects, height, width), np.float32)
+        for k in range(objects):
+            y, x = r.integers(height // 4, 3 * height // 4), r.integers(width // 4, 3 * width // 4)
+            pos[k, y - 3 : y + 3, x - 30 : x + 30] = 1.0
+        return pos, np.zeros_like(pos)
+
+    # Compile on a 2-frame prefix first (the compiled calls are shared by sessions of one config).
+    warm = Session(video[:2], variables, config, num_objects=objects)
+    warm.interact_maps(0, *maps(0))
+    compile_s = warm.last_round_seconds
+
+    session = Session(video, variables, config, num_objects=objects)
+    first, second = frames // 2, frames // 4
+    session.interact_maps(first, *maps(1))
+    round1 = session.last_round_seconds
+    session.interact_maps(second, *maps(2))
+    round2 = session.last_round_seconds
+    steps2 = sum(len(d) for d in propagation_plan(second, [first], frames))
+    session.close()
+    return {
+        "objects": objects, "compile_s": compile_s, "round1_s": round1, "round1_frames": frames - 1, "round2_s": round2,
+        "round2_frames": steps2, "round1_s_per_frame": round1 / (frames - 1),
+        "round2_s_per_frame": round2 / max(steps2, 1), "traces": session.trace_counts,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=50, help="video length")
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=854)
+    parser.add_argument("--objects", default="1,2", help="comma-separated object counts")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.frames, args.height, args.width, args.worker)))
+        return
+    rows = []
+    for objects in map(int, args.objects.split(",")):
+        print(f"measuring {objects} object(s) ...", flush=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--frames", str(args.frames), "--height", str(args.height),
+             "--width", str(args.width), "--worker", str(objects)], check=True, capture_output=True, text=True,
+        ).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"\n{args.frames} frames at {args.height}x{args.width}, full-size networks, float32")
+    header = f"  {'objects':>7}  {'compile+2 frames [s]':>20}  {'round 1 [s]':>11}  {'s/frame':>8}  {'round 2 [s]':>11}  {'s/frame':>8}  {'peak RSS [MB]':>13}"
+    print(header)
+    for r in rows:
+        print(f"  {r['objects']:>7}  {r['compile_s']:>20.1f}  {r['round1_s']:>11.1f}  {r['round1_s_per_frame']:>8.2f}  {r['round2_s']:>11.1f}"
+              f"  {r['round2_s_per_frame']:>8.2f}  {r['peak_rss_mb']:>13.0f}   ({r['round1_frames']} and "
+              f"{r['round2_frames']} frames propagated; traces {r['traces']})")
+    if len(rows) >= 2:
+        print(f"  round 1 with {rows[1]['objects']} objects / {rows[0]['objects']} object: "
+              f"{rows[1]['round1_s'] / rows[0]['round1_s']:.2f}x; later round per frame: "
+              f"{rows[1]['round2_s_per_frame'] / rows[0]['round2_s_per_frame']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Interactive sessions: propagation order and stopping rule, eq. (6), merge, global averaging, compiles."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from atnet_jax.interactive.session import Session, blend_weight, merge_objects, propagation_plan
+
+T, H, W = 7, 60, 90  # reflect-padded to 64 x 96
+
+
+def test_propagation_plan_round_one_covers_the_video():
+    backward, forward = propagation_plan(3, [], T)
+    assert backward == [(2, 1.0), (1, 1.0), (0, 1.0)]
+    assert forward == [(4, 1.0), (5, 1.0), (6, 1.0)]
+
+
+def test_propagation_plan_stops_before_annotated_frames_and_weights_eq6():
+    backward, forward = propagation_plan(5, [2, 8], 10)
+    assert [t for t, _ in backward] == [4, 3] and [t for t, _ in forward] == [6, 7]
+    # backward: 0.5 + 0.5 (t - 2) / (5 - 2); forward: 0.5 + 0.5 (8 - t) / (8 - 5)
+    np.testing.assert_allclose([a for _, a in backward], [0.5 + 0.5 * 2 / 3, 0.5 + 0.5 * 1 / 3])
+    np.testing.assert_allclose([a for _, a in forward], [0.5 + 0.5 * 2 / 3, 0.5 + 0.5 * 1 / 3])
+    # Only one side annotated: the other side runs to the end of the video with alpha = 1.
+    backward, forward = propagation_plan(1, [4], 6)
+    assert backward == [(0, 1.0)] and [t for t, _ in forward] == [2, 3]
+    assert blend_weight(4, 4, 1) == 1.0 and blend_weight(1, 4, 1) == 0.5
+
+
+def test_merge_objects_thresholds_the_argmax():
+    probs = np.array([[[0.9, 0.5, 0.85, 0.1]], [[0.95, 0.7, 0.2, 0.81]]])  # [K=2, 1, 4]
+    np.testing.assert_array_equal(merge_objects(probs), [[2, 0, 1, 2]])
+
+
+def _video(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+
+
+def _maps(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    pos = np.zeros((k, H, W), np.float32)
+    neg = np.zeros((k, H, W), np.float32)
+    for i in range(k):
+        y, x = rng.integers(10, H - 10), rng.integers(10, W - 10)
+        pos[i, y - 3 : y + 3, x - 8 : x + 8] = 1.0
+        neg[i, 2:6, 2:30] = 1.0
+    return pos, neg
+
+
+class _Spy:
+    """Records the T-Net step calls of a session."""
+
+    def __init__(self, session: Session) -> None:
+        self.calls: list[dict] = []
+        step = session._nets.step
+
+        def spy(variables, target, annotated_r5, indicators, frame_mask, prev_r2, prev_prob):
+            out = step(variables, target, annotated_r5, indicators, frame_mask, prev_r2, prev_prob)
+            self.calls.append({"frame_mask": np.asarray(frame_mask), "annotated_r5": np.asarray(annotated_r5),
+                               "prev_r2": np.asarray(prev_r2), "out": session._crop(out)})
+            return out
+
+        session._nets = dataclasses.replace(session._nets, step=spy)
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tiny_config, tiny_variables):
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    traces0 = session.trace_counts
+    spy = _Spy(session)
+    session.interact_maps(3, *_maps(2, 1))
+    round1 = session.probabilities.astype(np.float32).copy()
+    traces1 = session.trace_counts
+    calls1 = len(spy.calls)
+    session.interact_maps(5, *_maps(2, 2))
+    return session, spy, calls1, round1, (traces0, traces1, session.trace_counts)
+
+
+def test_round_one_propagates_to_every_frame(two_rounds):
+    session, spy, calls1, round1, _ = two_rounds
+    assert calls1 == T - 1
+    assert np.all(round1.max(axis=(1, 2, 3)) > 0)  # every frame was written
+    assert session.labels.shape == (T, H, W) and session.labels.dtype == np.uint8
+    np.testing.assert_array_equal(session.labels, merge_objects(session.probabilities.astype(np.float32)
+                                                                .transpose(1, 0, 2, 3)))
+
+
+def test_second_round_changes_only_the_frames_it_should(two_rounds):
+    session, spy, calls1, round1, _ = two_rounds
+    after = session.probabilities.astype(np.float32)
+    assert session.annotated == [3, 5]
+    for t in range(4):  # up to and including the first annotated frame: untouched
+        np.testing.assert_array_equal(after[t], round1[t])
+    for t in (4, 5, 6):
+        assert np.abs(after[t] - round1[t]).max() > 1e-3
+    # Round 2 stepped backward to frame 4 only (3 was annotated before), forward to 6.
+    assert len(spy.calls) - calls1 == 2
+
+
+def test_second_round_blends_with_eq6_and_averages_both_annotations(two_rounds):
+    session, spy, calls1, round1, _ = two_rounds
+    back, fwd = spy.calls[calls1:]
+    alpha = 0.5 + 0.5 * (4 - 3) / (5 - 3)
+    np.testing.assert_allclose(session.probabilities[4].astype(np.float32),
+                               alpha * back["out"] + (1 - alpha) * round1[4], atol=2e-3)
+    np.testing.assert_allclose(session.probabilities[6].astype(np.float32), fwd["out"], atol=2e-3)  # alpha = 1
+    # The global transfer sees both annotated frames (padded to a fixed count) ...
+    np.testing.assert_array_equal(back["frame_mask"], [True, True] + [False] * (len(back["frame_mask"]) - 2))
+    np.testing.assert_allclose(back["annotated_r5"][0], session.features.get(3)["r5"])
+    np.testing.assert_allclose(back["annotated_r5"][1], session.features.get(5)["r5"])
+    # ... and the first step of each direction starts from the annotated frame.
+    np.testing.assert_allclose(back["prev_r2"], session.features.get(5)["r2"])
+    np.testing.assert_allclose(fwd["prev_r2"], session.features.get(5)["r2"])
+
+
+def test_one_compile_serves_all_frames_and_rounds(two_rounds):
+    session, _, _, _, (traces0, traces1, traces2) = two_rounds
+    assert traces2 == traces1  # round 2 compiled nothing new
+    assert all(traces1[k] - traces0[k] <= 1 for k in traces1)
+    assert session.features.computed == T  # each frame encoded once over both rounds
+
+
+def test_objects_are_independent_in_round_one(tiny_config, tiny_variables, two_rounds):
+    pos, neg = _maps(2, 1)
+    single = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    single.interact_maps(3, pos[1:], neg[1:])
+    np.testing.assert_allclose(single.probabilities[:, 0].astype(np.float32),
+                               two_rounds[3][:, 1], atol=2e-3)
+
+
+def test_feature_cache_spills_to_disk_with_the_same_results(tiny_config, tiny_variables, two_rounds):
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=2, feature_cache_bytes=1)
+    session.interact_maps(3, *_maps(2, 1))
+    assert session.features._disk  # spilled
+    np.testing.assert_array_equal(session.probabilities.astype(np.float32), two_rounds[3])
+    session.close()
+
+
+def test_bad_interactions_are_rejected(tiny_config, tiny_variables):
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    pos, neg = _maps(2, 1)
+    with pytest.raises(ValueError, match="outside the video"):
+        session.interact_maps(T, pos, neg)
+    with pytest.raises(ValueError, match=r"\[K, H, W\]"):
+        session.interact_maps(0, pos[:1], neg[:1])
+    with pytest.raises(ValueError, match="num_objects"):
+        Session(_video(), tiny_variables, tiny_config, num_objects=0)
