@@ -1,0 +1,98 @@
+"""``python -m atnet_jax.evaluate`` end to end: synthetic DAVIS-2017/2016 folders and the real davis_mini."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_path
+from PIL import Image
+
+from atnet_jax import evaluate
+from atnet_jax.checkpointing import save_weights
+from atnet_jax.data.davis import write_mask
+
+T, H, W = 4, 48, 64
+
+
+def _make_folder(root, name: str, objects: int, palette: bool, scribbles: bool):
+    rng = np.random.default_rng(len(name))
+    (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
+    (root / "Annotations" / "480p" / name).mkdir(parents=True)
+    for t in range(T):
+        frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        labels = np.zeros((H, W), np.uint8)
+        for k in range(1, objects + 1):
+            y, x = 8 + 10 * k + t, 10 + 12 * k
+            labels[y : y + 10, x : x + 14] = k
+            frame[labels == k] = (60 * k, 200, 40)
+        cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"), frame[:, :, ::-1])
+        mask_path = root / "Annotations" / "480p" / name / f"{t:05d}.png"
+        if palette:
+            write_mask(mask_path, labels)
+        else:
+            Image.fromarray((labels > 0).astype(np.uint8) * 255, mode="L").save(mask_path)
+    if scribbles:
+        (root / "Scribbles" / name).mkdir(parents=True)
+        per_frame = [[] for _ in range(T)]
+        per_frame[1] = [{"path": [[0.3, 0.5], [0.45, 0.52]], "object_id": k, "start_time": 0, "end_time": 1}
+                        for k in range(1, objects + 1)]
+        (root / "Scribbles" / name / "001.json").write_text(json.dumps({"scribbles": per_frame, "sequence": name}))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_config, tiny_variables):
+    return save_weights(tmp_path_factory.mktemp("w") / "tiny", tiny_variables, tiny_config)
+
+
+def _check_outputs(out, rounds: int, rows_per_round: int, metric: str):
+    with open(out / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and len(rows) <= rounds * rows_per_round
+    assert {int(r["interaction"]) for r in rows} <= set(range(1, rounds + 1))
+    for r in rows:
+        j, c, jf = float(r["jaccard"]), float(r["contour"]), float(r["j_and_f"])
+        assert 0 <= j <= 1 and 0 <= c <= 1 and abs(jf - (j + c) / 2) < 1e-5
+    result = json.loads((out / "summary.json").read_text())
+    assert set(result) >= {"auc", "metric_at_threshold", "curve"}
+    assert result["metric_at_threshold"]["threshold"] == 60
+    assert 0 <= result["auc"] <= 1 and len(result["curve"]["time"]) == len(result["curve"]["metric"])
+    with Image.open(out / "curve.png") as im:
+        assert im.size[0] > 100
+    assert not list(out.glob("*.partial"))
+    return rows, result
+
+
+def test_synthetic_2017_folder_with_and_without_scribbles(tmp_path, weights):
+    root = tmp_path / "davis"
+    _make_folder(root, "withscr", 2, palette=True, scribbles=True)
+    _make_folder(root, "robotstart", 2, palette=True, scribbles=False)
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(weights), "--input", str(root), "--output", str(out), "--max-rounds", "2"]
+    assert evaluate.main(argv) == 0
+    rows, _ = _check_outputs(out, 2, 2 * T * 2, "J_AND_F")
+    assert {r["sequence"] for r in rows} == {"withscr", "robotstart"}
+    assert evaluate.main(argv) == 2  # results exist: refused without --overwrite
+    assert evaluate.main([*argv, "--overwrite", "--metric", "J"]) == 0
+
+
+def test_synthetic_2016_folder(tmp_path, weights):
+    root = tmp_path / "davis2016"
+    _make_folder(root, "single", 1, palette=False, scribbles=False)
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(weights), "--input", str(root), "--output", str(out),
+                          "--max-rounds", "2", "--metric", "J"]) == 0
+    rows, _ = _check_outputs(out, 2, T, "J")
+    assert {r["object_id"] for r in rows} == {"1"}
+
+
+def test_real_davis_mini(tmp_path, weights):
+    root = shared_path("data", "davis_mini")
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(weights), "--input", str(root), "--sequences", "bear,tennis",
+                          "--output", str(out), "--max-rounds", "2"]) == 0
+    rows, _ = _check_outputs(out, 2, 10**6, "J_AND_F")
+    assert {r["sequence"] for r in rows} == {"bear", "tennis"}
+    assert {r["object_id"] for r in rows if r["sequence"] == "tennis"} == {"1", "2"}
