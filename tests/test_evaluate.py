@@ -96,3 +96,61 @@ def test_real_davis_mini(tmp_path, weights):
     rows, _ = _check_outputs(out, 2, 10**6, "J_AND_F")
     assert {r["sequence"] for r in rows} == {"bear", "tennis"}
     assert {r["object_id"] for r in rows if r["sequence"] == "tennis"} == {"1", "2"}
+
+
+class _OracleSession:
+    """Stands in for a Session: round r reveals the ground truth of the first r * T / 2 frames, 10 s a round."""
+
+    def __init__(self, gt: np.ndarray, num_objects: int) -> None:
+        self.gt, self.num_objects = gt, num_objects
+        self.labels = np.zeros_like(gt)
+        self.annotated: list[int] = []
+        self.last_round_seconds = 10.0
+
+    def interact(self, frame: int, strokes: list) -> np.ndarray:
+        self.annotated.append(frame)
+        shown = min(len(self.gt), len(self.annotated) * len(self.gt) // 2)
+        self.labels[:shown] = np.where(self.gt[:shown] == 255, 0, self.gt[:shown])
+        return self.labels
+
+    def close(self) -> None:
+        pass
+
+
+def test_protocol_scores_and_summary_on_an_oracle(tmp_path):
+    from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, evaluate
+
+    gt = np.zeros((T, H, W), np.uint8)
+    gt[:, 10:30, 10:40] = 1
+    seq = SequenceData("oracle", np.zeros((T, H, W, 3), np.uint8), gt, 1, [None])
+    config = ProtocolConfig(max_rounds=3, metric="J")
+    result = evaluate([seq], lambda s: _OracleSession(s.gt, s.num_objects), config, tmp_path, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    # Round 1 reveals half the frames (J = 1 there, 0 elsewhere); round 2 all of them; the robot then finds
+    # nothing to correct and the sample ends after 2 rounds.
+    per_round = {i: np.mean([float(r["jaccard"]) for r in rows if r["interaction"] == str(i)]) for i in (1, 2)}
+    assert per_round == {1: 0.5, 2: 1.0} and {r["interaction"] for r in rows} == {"1", "2"}
+    # Curve: (0, 0), (10, 0.5), (20, 1.0), round 3 held with no time (20, 1.0), then held to 3 * 30 s = 90 s.
+    assert result["curve"]["time"] == [0.0, 10.0, 20.0, 20.0, 90.0]
+    assert result["curve"]["metric"] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    area = 10 * 0.5 / 2 + 10 * (0.5 + 1.0) / 2 + 70 * 1.0
+    assert result["auc"] == pytest.approx(area / 90)
+    assert result["metric_at_threshold"]["value"] == pytest.approx(1.0)
+
+
+def test_an_interrupted_run_leaves_no_report(tmp_path):
+    from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, evaluate
+
+    gt = np.ones((T, H, W), np.uint8)
+    seqs = [SequenceData(f"s{i}", np.zeros((T, H, W, 3), np.uint8), gt, 1, [None]) for i in range(2)]
+    made = []
+
+    def make_session(seq):
+        if made:
+            raise RuntimeError("model crashed")
+        made.append(seq)
+        return _OracleSession(seq.gt, 1)
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        evaluate(seqs, make_session, ProtocolConfig(max_rounds=2), tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -95,3 +95,45 @@ def test_bad_inputs_get_one_line_errors(tmp_path, davis_root, weights, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_real_davis_mini_sequences(tmp_path, weights):
+    from conftest import shared_path
+
+    from atnet_jax.data.davis import DavisFolder, read_mask
+
+    root = shared_path("data", "davis_mini")
+    # tennis: the real human scribbles, two objects.
+    out = tmp_path / "out"
+    scribbles = root / "Scribbles" / "tennis" / "001.json"
+    args = ["--checkpoint", str(weights[0]), "--input", str(root), "--scribbles", str(scribbles),
+            "--output", str(out), "--overlay", "none"]
+    assert infer.main([*args[:4], "--sequence", "tennis", *args[4:]]) == 0
+    assert read_mask(out / "tennis" / "00001.png").shape == (480, 854)
+    # car-shadow: the whole 40-frame sequence, a stroke through the object of frame 20.
+    gt = read_mask(root / "Annotations" / "480p" / "car-shadow" / "00020.png")
+    ys, xs = np.nonzero(gt)
+    cy, cx = ys.mean() / gt.shape[0], xs.mean() / gt.shape[1]
+    frames = len(DavisFolder(root).frame_paths("car-shadow"))
+    per_frame = [[] for _ in range(frames)]
+    per_frame[20] = [{"path": [[cx - 0.05, cy], [cx + 0.05, cy]], "object_id": 1}]
+    stroke = tmp_path / "car.json"
+    stroke.write_text(json.dumps({"scribbles": per_frame, "sequence": "car-shadow"}))
+    args[5] = str(stroke)
+    assert infer.main([*args[:4], "--sequence", "car-shadow", *args[4:]]) == 0
+    assert len(list((out / "car-shadow").glob("*.png"))) == frames == 40
+
+
+def test_corrupt_and_mismatched_frames_are_named(tmp_path, weights, capsys):
+    root = tmp_path / "davis"
+    frames = root / "JPEGImages" / "480p" / "toy"
+    frames.mkdir(parents=True)
+    for t in range(3):
+        cv2.imwrite(str(frames / f"{t:05d}.jpg"), np.zeros((H, W, 3), np.uint8))
+    scribbles = _scribbles(tmp_path / "s.json", 0, num_frames=3)
+    (frames / "00001.jpg").write_bytes(b"not a jpeg")
+    assert infer.main(_args(weights[0], root, [scribbles], tmp_path / "o")) == 1
+    assert "00001.jpg" in capsys.readouterr().err
+    cv2.imwrite(str(frames / "00001.jpg"), np.zeros((H + 2, W, 3), np.uint8))
+    assert infer.main(_args(weights[0], root, [scribbles], tmp_path / "o")) == 1
+    assert "00001.jpg" in capsys.readouterr().err
