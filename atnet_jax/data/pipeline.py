@@ -30,45 +30,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import grain
 from absl import flags
 import numpy as np
 
+from atnet_jax.data.davis import VOID_LABEL
 from atnet_jax.data.interactions import anet_training_input, tnet_mini_sequence
+from atnet_jax.data.sources import ImageSource, VideoSource, present_ids
 from atnet_jax.models.preprocess import IMAGENET_MEAN, normalize_frames
 
 __all__ = ["AnetExamples", "TnetExamples", "VideoSource", "ImageSource", "Augment", "make_loader"]
 
-VOID = 255
 _PAD_RGB = tuple(float(v) for v in np.round(IMAGENET_MEAN * 255))  # normalises to ~0
 _OBJECT_RETRIES = 8
-
-
-class VideoSource(Protocol):
-    """Videos with per-object masks (``atnet_jax.data.sources``)."""
-
-    def __len__(self) -> int: ...
-    def name(self, i: int) -> str: ...
-    def num_frames(self, i: int) -> int: ...
-    def frame(self, i: int, t: int) -> np.ndarray: ...  # [H, W, 3] uint8 RGB
-    def labels(self, i: int, t: int) -> np.ndarray: ...  # [H, W] uint8, 0 bg, 1..K, 255 void
-    def object_ids(self, i: int) -> list[int]: ...
-
-
-class ImageSource(Protocol):
-    """Still images with instance masks (``atnet_jax.data.sources``)."""
-
-    def __len__(self) -> int: ...
-    def image(self, i: int) -> np.ndarray: ...  # [H, W, 3] uint8 RGB
-    def labels(self, i: int) -> np.ndarray: ...  # [H, W] uint8
-    def object_ids(self, i: int) -> list[int]: ...
-
-
-def _present(labels: np.ndarray) -> list[int]:
-    return [int(v) for v in np.unique(labels) if v != 0 and v != VOID]
 
 
 # ----------------------------------------------------------------------------------------------- augmentation
@@ -116,13 +93,13 @@ class Augment:
         image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=_PAD_RGB)
         labels = cv2.warpAffine(np.ascontiguousarray(labels), matrix, (out_w, out_h), flags=cv2.INTER_NEAREST,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=VOID)
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=VOID_LABEL)
         return image, labels
 
 
 def _target_valid(labels: np.ndarray, object_id: int) -> tuple[np.ndarray, np.ndarray]:
     """``[..., H, W] uint8`` -> target, valid ``[..., H, W, 1]`` float32 in {0, 1}."""
-    return ((labels == object_id).astype(np.float32)[..., None], (labels != VOID).astype(np.float32)[..., None])
+    return ((labels == object_id).astype(np.float32)[..., None], (labels != VOID_LABEL).astype(np.float32)[..., None])
 
 
 def _interaction(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,17 +138,17 @@ class AnetExamples:
         if element >= len(self._pairs):
             j = element - len(self._pairs)
             labels = np.asarray(self.images.labels(j))
-            ids = _present(labels)
+            ids = present_ids(labels)
             return np.asarray(self.images.image(j)), labels, int(rng.choice(ids)) if ids else 1
         i, t = (int(v) for v in self._pairs[element])
         labels = np.asarray(self.videos.labels(i, t))
-        ids = _present(labels)
+        ids = present_ids(labels)
         for _ in range(_OBJECT_RETRIES):
             if ids:
                 break
             t = int(rng.integers(self.videos.num_frames(i)))
             labels = np.asarray(self.videos.labels(i, t))
-            ids = _present(labels)
+            ids = present_ids(labels)
         return np.asarray(self.videos.frame(i, t)), labels, int(rng.choice(ids)) if ids else 1
 
     def __getitem__(self, key: int) -> dict[str, np.ndarray]:
@@ -216,7 +193,7 @@ class TnetExamples:
         for _ in range(_OBJECT_RETRIES):
             ts = tnet_mini_sequence(num_frames, rng, picks=self.length - 1)
             first = np.asarray(self.videos.labels(i, ts[0]))
-            ids = _present(first)
+            ids = present_ids(first)
             if ids:
                 break
         object_id = int(rng.choice(ids)) if ids else 1
