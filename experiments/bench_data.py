@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from atnet_jax.data.davis import DavisFolder, read_frame, read_mask
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
+from atnet_jax.data.sources import DavisVideos
 from atnet_jax.data.synthetic import write_dataset
 
 FLAGS = flags.FLAGS
@@ -30,32 +30,6 @@ flags.DEFINE_integer("frames", 12, "frames per synthetic video")
 flags.DEFINE_integer("batches", 24, "timed batches per configuration")
 flags.DEFINE_integer("warmup", 4, "untimed batches first (worker start-up)")
 flags.DEFINE_list("workers", ["0", "2"], "worker counts to measure")
-
-
-class FolderVideos:
-    """A ``VideoSource`` over a DAVIS folder, one file read per frame / mask."""
-
-    def __init__(self, root: str | Path):
-        self.folder = DavisFolder(root)
-        self.seqs = self.folder.sequences()
-
-    def __len__(self) -> int:
-        return len(self.seqs)
-
-    def name(self, i: int) -> str:
-        return self.seqs[i]
-
-    def num_frames(self, i: int) -> int:
-        return len(self.folder.frame_paths(self.seqs[i]))
-
-    def frame(self, i: int, t: int) -> np.ndarray:
-        return read_frame(self.folder.frame_paths(self.seqs[i])[t])
-
-    def labels(self, i: int, t: int) -> np.ndarray:
-        return read_mask(self.folder.mask_paths(self.seqs[i])[t])
-
-    def object_ids(self, i: int) -> list[int]:
-        return list(range(1, self.folder.num_objects(self.seqs[i]) + 1))
 
 
 def time_loader(examples, batch_size: int, workers: int) -> float:
@@ -79,7 +53,7 @@ def main() -> None:
     size = (FLAGS.height, FLAGS.width)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"writing {FLAGS.videos} synthetic videos of {FLAGS.frames} frames at 480x848 ...", flush=True)
-        videos = FolderVideos(write_dataset(Path(tmp) / "davis", videos=FLAGS.videos, num_frames=FLAGS.frames,
+        videos = DavisVideos(write_dataset(Path(tmp) / "davis", videos=FLAGS.videos, num_frames=FLAGS.frames,
                                             height=480, width=848))
         pipelines = [("A-Net", AnetExamples(videos, None, size=size, seed=0), 6),
                      ("T-Net", TnetExamples(videos, size=size, seed=0), 8)]

@@ -4,38 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atnet_jax.data.davis import DavisFolder, read_frame, read_mask
 from atnet_jax.data.pipeline import AnetExamples, Augment, TnetExamples, make_loader
+from atnet_jax.data.sources import DavisVideos
 from atnet_jax.data.synthetic import write_dataset
 from atnet_jax.models.preprocess import normalize_frames
 
 SIZE = (48, 64)
-
-
-class FolderVideos:
-    """A minimal ``VideoSource`` over a DAVIS folder (module-level so worker processes can unpickle it)."""
-
-    def __init__(self, root):
-        self.folder = DavisFolder(root)
-        self.seqs = self.folder.sequences()
-
-    def __len__(self) -> int:
-        return len(self.seqs)
-
-    def name(self, i: int) -> str:
-        return self.seqs[i]
-
-    def num_frames(self, i: int) -> int:
-        return len(self.folder.frame_paths(self.seqs[i]))
-
-    def frame(self, i: int, t: int) -> np.ndarray:
-        return read_frame(self.folder.frame_paths(self.seqs[i])[t])
-
-    def labels(self, i: int, t: int) -> np.ndarray:
-        return read_mask(self.folder.mask_paths(self.seqs[i])[t])
-
-    def object_ids(self, i: int) -> list[int]:
-        return list(range(1, self.folder.num_objects(self.seqs[i]) + 1))
 
 
 class ArrayImages:
@@ -64,7 +38,7 @@ class ArrayImages:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     root = write_dataset(tmp_path_factory.mktemp("synth") / "davis", videos=3, num_frames=8, height=64, width=96)
-    return FolderVideos(root)
+    return DavisVideos(root)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +101,7 @@ def test_tnet_example_contents(videos):
         TnetExamples(_Short(videos), size=SIZE, seed=0)
 
 
-class _Short(FolderVideos):
+class _Short(DavisVideos):
     def __init__(self, base):
         self.__dict__.update(base.__dict__)
 
