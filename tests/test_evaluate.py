@@ -113,6 +113,9 @@ class _OracleSession:
         self.labels[:shown] = np.where(self.gt[:shown] == 255, 0, self.gt[:shown])
         return self.labels
 
+    def warmup(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

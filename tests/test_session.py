@@ -147,3 +147,11 @@ def test_bad_interactions_are_rejected(tiny_config, tiny_variables):
         session.interact_maps(0, pos[:1], neg[:1])
     with pytest.raises(ValueError, match="num_objects"):
         Session(_video(), tiny_variables, tiny_config, num_objects=0)
+
+
+def test_warmup_compiles_what_a_round_needs(tiny_config, tiny_variables):
+    session = Session(_video()[:3], tiny_variables, tiny_config, num_objects=3)  # a shape no other test uses
+    session.warmup()
+    warmed = session.trace_counts
+    session.interact_maps(1, *_maps(3, 4))
+    assert session.trace_counts == warmed

@@ -132,6 +132,7 @@ def evaluate(
         for seq, idx, first in bar:
             session = make_session(seq)
             try:
+                session.warmup()  # compiles are not the model's interaction time
                 for round_index, j, f, _, seconds in run_sample(session, seq.gt, first, robot, config, seq.name):
                     jf = 0.5 * (j + f)
                     for t in range(j.shape[0]):
