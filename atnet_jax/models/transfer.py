@@ -190,19 +190,26 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
     a = annotated.reshape(n, bf, h * w, c)
     t = target.reshape(bf, h * w, c)
     ind = indicator.reshape(n, b, h * w, ci).astype(dtype)
-    if frame_mask is not None:
-        # Padded frames may hold anything (even inf/NaN): zero them before any arithmetic so that
-        # neither the result nor the gradients see them.
-        keep = frame_mask.astype(bool)[:, None, None, None]
-        a, ind = jnp.where(keep, a, 0), jnp.where(keep, ind, 0)
+    axis = -1 if softmax_axis == "target" else -2
 
-    sim = jnp.einsum("nbpc,bqc->nbpq", a, t).astype(dtype)  # softmax in float32 at least
-    attn = jax.nn.softmax(sim, axis=-1 if softmax_axis == "target" else -2)
+    def frame_transfer(a_i: jax.Array, ind_i: jax.Array) -> jax.Array:
+        """sum_p attn_i[p, q] * ind_i[p] for one annotated frame -> [B, hw, Ci]."""
+        attn = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", a_i, t).astype(dtype), axis=axis)
+        # Frame features of batch 1 serve every object: one affinity, B weighted sums.
+        if bf == 1:
+            return jnp.einsum("pq,bpk->bqk", attn[0], ind_i)
+        return jnp.einsum("bpq,bpk->bqk", attn, ind_i)
+
     if frame_mask is None:
-        attn = attn / n
+        out = sum(frame_transfer(a[i], ind[i]) for i in range(n)) / n
     else:
-        count = jnp.maximum(jnp.sum(frame_mask.astype(bool)), 1).astype(dtype)
-        attn = jnp.where(keep, attn / count, 0)
-    # Frame features of batch 1 serve every object: one affinity, B weighted sums.
-    out = jnp.einsum("npq,nbpk->bqk", attn[:, 0], ind) if bf == 1 else jnp.einsum("nbpq,nbpk->bqk", attn, ind)
+        # Padded frames are skipped, not masked: they cost nothing (inference pads N to a fixed maximum)
+        # and whatever they hold (even inf/NaN) reaches neither the result nor the gradients.
+        valid = frame_mask.astype(bool)
+        zeros = jnp.zeros((b, h * w, ci), dtype)
+
+        def body(i: jax.Array, acc: jax.Array) -> jax.Array:
+            return jax.lax.cond(valid[i], lambda acc: acc + frame_transfer(a[i], ind[i]), lambda acc: acc, acc)
+
+        out = jax.lax.fori_loop(0, n, body, zeros) / jnp.maximum(jnp.sum(valid), 1).astype(dtype)
     return out.reshape(b, h, w, ci).astype(indicator.dtype)
