@@ -1,0 +1,1 @@
+"""Training A-Net (stage 1) and T-Net (stage 2)."""
