@@ -1,13 +1,22 @@
-"""What every ``python -m atnet_jax.<verb>`` shares: exit codes, one-line errors, ``--debug``.
+"""What every ``python -m atnet_jax.<verb>`` shares: flag names, exit codes, one-line errors, ``--debug``.
+
+Flag names mean the same in every command: ``--checkpoint`` (an atnet_jax weights folder to read),
+``--input`` (what the command reads), ``--output`` (where it writes), ``--overwrite`` (replace earlier
+results instead of refusing) and ``--debug`` (full tracebacks).
 
 Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad
-arguments, paths that do not exist, outputs that would be overwritten).
+arguments, paths that do not exist, outputs that would be overwritten). Errors are one line on stderr,
+``<prog>: error: <what is wrong>``; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -16,13 +25,83 @@ class UsageError(Exception):
     """A problem with the command line: reported in one line, exit code 2."""
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and examples' line breaks; leaves old flag names out of ``--help``."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, "hidden_aliases", ())
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [s for s in action.option_strings if s not in hidden]
+        return super()._format_action_invocation(action)
+
+
 def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    """An argument parser with the shared ``--debug`` flag; ``epilog`` holds the examples."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """An argument parser with the shared ``--debug`` flag; ``epilog`` holds the examples.
+
+    Paragraphs of ``description`` (separated by blank lines) that are one line long are wrapped; others keep
+    their line breaks.
+    """
+    description = "\n\n".join(p if "\n" in p else textwrap.fill(p, 100) for p in description.split("\n\n"))
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return parser
+
+
+def add_argument(parser: argparse.ArgumentParser, *names: str, old_names: Sequence[str] = (),
+                 **kwargs: Any) -> argparse.Action:
+    """``parser.add_argument(*names, **kwargs)`` that also accepts ``old_names`` (earlier spellings of the
+    flag, kept so that old commands still work) without listing them in ``--help``."""
+    action = parser.add_argument(*names, *old_names, **kwargs)
+    action.hidden_aliases = tuple(old_names)  # read by _HelpFormatter
+    return action
+
+
+def require_path(path: Path, flag: str) -> Path:
+    """``path`` if it exists; else a :class:`UsageError` naming the flag."""
+    if not path.exists():
+        raise UsageError(f"{flag} {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, Any], Any]:
+    """``checkpointing.load_weights(path)`` -> (variables, model config), with errors that say what was
+    expected instead: a UsageError for a missing path or a file, a CheckpointError (exit 1) otherwise."""
+    from atnet_jax.checkpointing import CheckpointError, load_weights
+
+    require_path(path, flag)
+    if not path.is_dir():
+        hint = (" (a PyTorch checkpoint: convert it first with python -m atnet_jax.convert)"
+                if path.suffix in (".pth", ".pt", ".npz") else "")
+        raise UsageError(f"{flag} {path} is a file, expected an atnet_jax weights folder{hint}")
+    try:
+        return load_weights(path)
+    except CheckpointError as err:  # names the folder and what it lacks
+        raise CheckpointError(f"{flag} {one_line(err)}") from err
+    except Exception as err:  # orbax: a damaged variables/ folder or a tree that does not match the metadata
+        raise CheckpointError(f"{flag} {path}: cannot restore the weights ({type(err).__name__}: "
+                              f"{one_line(err)})") from err
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (the type's name for an empty message)."""
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    return lines[0] + (" (--debug shows the details)" if len(lines) > 1 else "")
+
+
+def _end_progress_bars() -> None:
+    """Close the tqdm bars an error interrupted, so that the error message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _report(parser: argparse.ArgumentParser, message: str) -> None:
+    _end_progress_bars()
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
 
 
 def run(
@@ -37,14 +116,20 @@ def run(
     except (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
         if args.debug:
             raise
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        _report(parser, one_line(err))
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        _end_progress_bars()
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         if args.debug:
             raise
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        _report(parser, one_line(err))
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 (a bug: still one line, the traceback with --debug)
+        if args.debug:
+            raise
+        _report(parser, f"unexpected {type(err).__name__}: {one_line(err)} (rerun with --debug for the traceback)")
         return EXIT_FAILURE
     return EXIT_OK

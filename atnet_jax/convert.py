@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,9 +11,12 @@ from atnet_jax import cli
 
 EXAMPLES = """examples:
   # the released checkpoint (needs torch to read .pth)
-  python -m atnet_jax.convert --torch ATNet-checkpoint.pth --out weights/atnet
+  python -m atnet_jax.convert --input ATNet-checkpoint.pth --output weights/atnet
   # the same tensors saved as a .npz of numpy arrays with the PyTorch key names (no torch needed)
-  python -m atnet_jax.convert --torch atnet_state_dict.npz --out weights/atnet
+  python -m atnet_jax.convert --input atnet_state_dict.npz --output weights/atnet
+  # then segment with them
+  python -m atnet_jax.infer --checkpoint weights/atnet --input DAVIS --sequence bear \\
+      --scribbles DAVIS/Scribbles/bear/001.json --output results
 """
 
 
@@ -23,9 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint of Flax params and batch statistics that the other atnet_jax commands load.",
         EXAMPLES,
     )
-    parser.add_argument("--torch", required=True, type=Path, metavar="CHECKPOINT",
-                        help="ATNet-checkpoint.pth (PyTorch) or a .npz with the same state_dict keys")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="weights folder to write")
+    cli.add_argument(parser, "--input", old_names=("--torch",), dest="input", required=True, type=Path,
+                     metavar="CHECKPOINT", help="ATNet-checkpoint.pth (PyTorch) or a .npz with the same "
+                     "state_dict keys (--torch is the old name of this flag)")
+    cli.add_argument(parser, "--output", old_names=("--out",), dest="output", required=True, type=Path,
+                     metavar="DIR", help="weights folder to write (--out is the old name of this flag)")
     parser.add_argument("--model", choices=("paper", "tiny"), default="paper",
                         help="network size the checkpoint holds (default: paper, the released network)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it already holds files")
@@ -38,19 +44,31 @@ def convert(args: argparse.Namespace) -> None:
     from atnet_jax.models import paper_model_config, tiny_model_config
     from atnet_jax.models.build import count_params
 
-    if not args.torch.exists():
-        raise FileNotFoundError(f"--torch {args.torch}: no such file")
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"--out {args.out} already holds files (pass --overwrite to replace them)")
+    cli.require_path(args.input, "--input")
+    if args.input.is_dir():
+        raise cli.UsageError(f"--input {args.input} is a folder, expected a .pth or .npz file")
+    if args.input.suffix not in (".pth", ".pt", ".bin", ".npz"):
+        raise cli.UsageError(f"--input {args.input}: expected a PyTorch .pth/.pt file or a .npz of numpy arrays")
+    if args.output.exists() and not args.output.is_dir():
+        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
+    if args.output.exists() and any(args.output.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"--output {args.output} already holds files (pass --overwrite to replace them)")
+    if args.input.suffix == ".npz" and not zipfile.is_zipfile(args.input):
+        raise ValueError(f"--input {args.input} is not a .npz archive (a zip of .npy arrays)")
     config = paper_model_config() if args.model == "paper" else tiny_model_config()
-    state = load_state_dict(args.torch)
-    print(f"read {len(state)} tensors from {args.torch}")
+    try:
+        state = load_state_dict(args.input)
+    except (ValueError, OSError, EOFError) as err:  # not a zip/npz, truncated, pickled objects
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"--input {args.input} cannot be read as a state_dict: {cli.one_line(err)}") from err
+    print(f"read {len(state)} tensors from {args.input}")
     variables = torch_to_flax(state, config)
     for name, label in (("anet", "A-Net"), ("tnet", "T-Net")):
         print(f"{label}: {count_params(variables[name]):,} parameters")
-    out = save_weights(args.out, variables, config, overwrite=args.overwrite,
-                       extra={"source": str(args.torch.name)})
-    print(f"wrote {out}")
+    out = save_weights(args.output, variables, config, overwrite=args.overwrite,
+                       extra={"source": str(args.input.name)})
+    print(f"wrote {out} (A-Net and T-Net weights for python -m atnet_jax.infer / evaluate --checkpoint)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,7 @@ def test_pth_without_torch_says_what_to_install(tmp_path):
 
 
 def test_convert_cli(tmp_path, tiny_config, tiny_state_dict, capsys):
+    """The flags' earlier names, --torch and --out, still work."""
     npz = tmp_path / "tiny.npz"
     np.savez(npz, **tiny_state_dict)
     out = tmp_path / "weights"
@@ -98,4 +99,37 @@ def test_convert_cli(tmp_path, tiny_config, tiny_state_dict, capsys):
     assert convert.main(["--torch", str(npz), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "key" in err and "expected" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_flags_help_and_bad_inputs(tmp_path, tiny_config, tiny_state_dict, capsys):
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, **tiny_state_dict)
+    out = tmp_path / "weights"
+    assert convert.main(["--input", str(npz), "--output", str(out), "--model", "tiny"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert load_weights(out)[1] == tiny_config
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--input CHECKPOINT" in text and "--output DIR" in text and "examples:" in text
+    assert "--torch CHECKPOINT" not in text and "--out DIR" not in text  # old names work, but are not shown
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file at all")
+    empty = tmp_path / "empty.pth.d"
+    empty.mkdir()
+    cases = [
+        (2, ["--input", str(tmp_path / "absent.pth"), "--output", str(tmp_path / "o")], "does not exist"),
+        (2, ["--input", str(empty), "--output", str(tmp_path / "o")], "is a folder"),
+        (2, ["--input", str(tmp_path), "--output", str(tmp_path / "o")], "is a folder"),
+        (2, ["--input", str(out / "atnet_jax.json"), "--output", str(tmp_path / "o")], ".npz"),
+        (1, ["--input", str(garbage), "--output", str(tmp_path / "o")], "garbage.npz"),
+        (2, ["--input", str(npz), "--output", str(out), "--model", "tiny"], "--overwrite"),
+    ]
+    for code, argv, needle in cases:
+        assert convert.main(argv) == code, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("python -m atnet_jax.convert: error: ") and needle in err, err
     assert not (tmp_path / "o").exists()

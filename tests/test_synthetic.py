@@ -112,6 +112,7 @@ def test_write_is_deterministic_and_refuses_to_clobber(dataset, tmp_path):
 
 
 def test_cli(tmp_path, capsys):
+    """--out, the earlier name of --output, still works."""
     out = tmp_path / "cli"
     args = ["--out", str(out), "--videos", "2", "--frames", "3", "--height", "48", "--width", "64"]
     assert main(args) == 0
@@ -125,3 +126,19 @@ def test_cli(tmp_path, capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_cli_output_flag_and_help(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["--output", str(out), "--videos", "1", "--frames", "2", "--height", "48", "--width", "64"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert DavisFolder(out).sequences() == ["synth-0000"]
+    (tmp_path / "file").write_text("x")
+    assert main(["--output", str(tmp_path / "file"), "--videos", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--output DIR" in text and "--out DIR" not in text and "examples:" in text

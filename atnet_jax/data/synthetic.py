@@ -6,7 +6,7 @@ noise, attached to the object so it moves with it), following smooth trajectorie
 drawn back to front (a fixed depth order, so they occlude each other) and free to leave the frame partially.
 Every object is visible in frame 0 (DAVIS-2017 counts objects on the first mask) and in most frames.
 
-``python -m atnet_jax.data.synthetic --out DIR --videos N`` writes a DAVIS folder (see :func:`write_dataset`)
+``python -m atnet_jax.data.synthetic --output DIR --videos N`` writes a DAVIS folder (see :func:`write_dataset`)
 that the other commands read as they read DAVIS, for CPU demos and tests. Defaults: 12 frames of 240x432
 (sizes divisible by 16, the networks' stride), up to 3 objects.
 """
@@ -314,10 +314,12 @@ def write_dataset(
 
 EXAMPLES = """examples:
   # 20 videos of 12 frames at 240x432 (16 train, 4 val) with one robot scribble each
-  python -m atnet_jax.data.synthetic --out data/synthetic --videos 20
+  python -m atnet_jax.data.synthetic --output data/synthetic --videos 20
   # longer, larger videos with up to 5 objects, another seed, replacing an earlier folder
-  python -m atnet_jax.data.synthetic --out data/synthetic --videos 50 --seed 1 --frames 30 \\
+  python -m atnet_jax.data.synthetic --output data/synthetic --videos 50 --seed 1 --frames 30 \\
       --height 480 --width 848 --max-objects 5 --overwrite
+  # then evaluate on the val videos (the last 20%)
+  python -m atnet_jax.evaluate --checkpoint weights/atnet --input data/synthetic --subset val --output eval/synthetic
 """
 
 
@@ -329,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         "robot scribble per video. The same seed gives the same dataset.",
         EXAMPLES,
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    cli.add_argument(parser, "--output", old_names=("--out",), dest="output", required=True, type=Path,
+                     metavar="DIR", help="folder to write (--out is the old name of this flag)")
     parser.add_argument("--videos", required=True, type=int, metavar="N", help="number of videos")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--frames", type=int, default=NUM_FRAMES, help=f"frames per video (default: {NUM_FRAMES})")
@@ -352,7 +355,11 @@ def _generate(args: argparse.Namespace) -> None:
     for flag, value in (("--height", args.height), ("--width", args.width)):
         if value % 16:
             raise cli.UsageError(f"{flag} must be a multiple of 16, got {value}")
-    out = write_dataset(args.out, videos=args.videos, seed=args.seed, num_frames=args.frames, height=args.height,
+    if args.output.exists() and not args.output.is_dir():
+        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
+    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"--output {args.output} already holds files (pass --overwrite to write into it)")
+    out = write_dataset(args.output, videos=args.videos, seed=args.seed, num_frames=args.frames, height=args.height,
                         width=args.width, max_objects=args.max_objects, overwrite=args.overwrite, progress=True)
     print(f"wrote {args.videos} synthetic videos ({args.frames} frames, {args.height}x{args.width}) to {out}")
 
