@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
+from atnet_jax.infer import DEFAULT_CHECKPOINT
 
 EXAMPLES = """examples:
   # DAVIS-2017 val, J&F (the challenge metric), 8 rounds
@@ -15,6 +16,8 @@ EXAMPLES = """examples:
   # two sequences, J, the robot setting of ATNet's own evaluation
   python -m atnet_jax.evaluate --checkpoint weights/atnet --input DAVIS --sequences bear,tennis \\
       --metric J --min-nb-nodes 2 --output eval/small
+  # the demo's generated video (run python -m atnet_jax.infer first) with the demo weights
+  python -m atnet_jax.evaluate --input atnet_demo/data --output eval/demo
 """
 
 
@@ -27,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         "metric_at_threshold, curve, as the official framework) and curve.png.",
         EXAMPLES,
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, metavar="DIR", help="weights folder")
+    parser.add_argument("--checkpoint", type=Path, metavar="DIR",
+                        help="weights folder (default: the demo weights shipped with the package, trained on "
+                             "synthetic videos only)")
     parser.add_argument("--input", required=True, type=Path, metavar="DAVIS_ROOT",
                         help="DAVIS-format folder (JPEGImages/480p, Annotations/480p, optional Scribbles)")
     parser.add_argument("--subset", metavar="NAME", help="ImageSets list to evaluate, e.g. val (default: all)")
@@ -45,25 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from atnet_jax.checkpointing import load_weights
     from atnet_jax.data.davis import DavisFolder
     from atnet_jax.data.scribbles import load_scribbles
     from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, evaluate
     from atnet_jax.interactive.session import Session
 
-    if not args.checkpoint.exists():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-    if not args.input.exists():
-        raise FileNotFoundError(f"--input {args.input} does not exist")
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    cli.require_path(checkpoint, "--checkpoint")
+    cli.require_path(args.input, "--input")
+    if not args.input.is_dir():
+        raise cli.UsageError(f"--input {args.input} is a file, expected a DAVIS folder")
     if args.max_rounds < 1:
         raise cli.UsageError(f"--max-rounds must be at least 1, got {args.max_rounds}")
+    if args.output.exists() and not args.output.is_dir():
+        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
     if (args.output / "summary.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} already holds a summary.json (pass --overwrite to replace it)")
+        raise FileExistsError(f"{args.output} already holds results (summary.json; pass --overwrite to replace them)")
     davis = DavisFolder(args.input)
     names = args.sequences.split(",") if args.sequences else davis.sequences(args.subset)
     if not names:
         raise ValueError(f"{args.input}: no sequences to evaluate")
-    variables, model_config = load_weights(args.checkpoint)
+    variables, model_config = cli.load_checkpoint(checkpoint)
+    print(f"weights: {checkpoint}" + (" (the demo weights, trained on synthetic videos only)"
+                                      if args.checkpoint is None else ""))
 
     sequences = []
     for name in names:

@@ -157,3 +157,46 @@ def test_an_interrupted_run_leaves_no_report(tmp_path):
     with pytest.raises(RuntimeError, match="crashed"):
         evaluate(seqs, make_session, ProtocolConfig(max_rounds=2), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
+    """One line naming the problem, exit 2 (usage) or 1 (file contents), nothing written."""
+    root = tmp_path / "davis"
+    _make_folder(root, "good", 1, palette=True, scribbles=False)
+    corrupt = tmp_path / "corrupt"
+    _make_folder(corrupt, "bad", 1, palette=True, scribbles=False)
+    (corrupt / "JPEGImages" / "480p" / "bad" / "00002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    other = tmp_path / "other"
+    _make_folder(other, "mine", 1, palette=True, scribbles=True)
+    scribble = other / "Scribbles" / "mine" / "001.json"
+    scribble.write_text(scribble.read_text().replace('"mine"', '"bear"'))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    anet_only = save_weights(tmp_path / "anet_only", {"anet": tiny_variables["anet"]}, tiny_config)
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "summary.json").write_text("{}")
+    out = tmp_path / "out"
+
+    def argv(*extra, checkpoint=weights, data=root, output=out):
+        return ["--checkpoint", str(checkpoint), "--input", str(data), "--output", str(output),
+                "--max-rounds", "1", *extra]
+
+    cases = [
+        (2, argv(data=tmp_path / "nowhere"), "--input"),
+        (2, argv(checkpoint=tmp_path / "nowhere"), "--checkpoint"),
+        (2, argv(data=empty), "not a DAVIS folder"),
+        (2, argv("--sequences", "nosuch"), "nosuch"),
+        (1, argv(data=corrupt), "00002.jpg"),
+        (1, argv(data=other), "bear"),
+        (1, argv(checkpoint=anet_only), "tnet"),
+        (1, argv(checkpoint=empty), "not an atnet_jax weights checkpoint"),
+        (2, argv(output=finished), "--overwrite"),
+    ]
+    for code, args, needle in cases:
+        assert evaluate.main(args) == code, args
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # not progress bars
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith("python -m atnet_jax.evaluate: error: ") and needle in lines[0], err
+    assert not out.exists() or not list(out.glob("*.csv"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -137,3 +138,119 @@ def test_corrupt_and_mismatched_frames_are_named(tmp_path, weights, capsys):
     cv2.imwrite(str(frames / "00001.jpg"), np.zeros((H + 2, W, 3), np.uint8))
     assert infer.main(_args(weights[0], root, [scribbles], tmp_path / "o")) == 1
     assert "00001.jpg" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    """The error line on stderr, checking that it is the only line besides progress bars."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("python -m atnet_jax.infer: error: "), err
+    return lines[0]
+
+
+def test_bad_input_tour(tmp_path, davis_root, weights, capsys):
+    """Each bad input gets one line naming the problem and exit code 2 (usage) or 1 (contents)."""
+    good = _scribbles(tmp_path / "good.json", 1)
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    not_weights = tmp_path / "not_weights"
+    not_weights.mkdir()
+    (not_weights / "notes.txt").write_text("hello")
+    pth = tmp_path / "ATNet-checkpoint.pth"
+    pth.write_bytes(b"\x80\x02")
+    cases = [
+        # a path that does not exist
+        (2, _args(weights[0], tmp_path / "nowhere", [good], out), "--input"),
+        (2, _args(weights[0], davis_root, [tmp_path / "missing.json"], out), "--scribbles"),
+        # a folder without frames; a DAVIS sequence that is not there; a DAVIS root without --sequence
+        (2, [*_args(weights[0], empty, [good], out)[:4], "--scribbles", str(good), "--output", str(out)],
+         "no frames"),
+        (2, _args(weights[0], davis_root, [good], out)[:5] + ["nosuch", "--scribbles", str(good), "--output",
+                                                               str(out)], "nosuch"),
+        (2, ["--checkpoint", str(weights[0]), "--input", str(davis_root), "--scribbles", str(good), "--output",
+             str(out)], "--sequence"),
+        # checkpoints of the wrong kind: A-Net only, not a checkpoint, a PyTorch file
+        (1, _args(weights[1], davis_root, [good], out), "tnet"),
+        (1, _args(not_weights, davis_root, [good], out), "not an atnet_jax weights checkpoint"),
+        (2, _args(pth, davis_root, [good], out), "python -m atnet_jax.convert"),
+        # --input without --scribbles or --output; demo-only mistakes
+        (2, ["--checkpoint", str(weights[0]), "--input", str(davis_root), "--sequence", "toy", "--output", str(out)],
+         "--scribbles"),
+        (2, ["--checkpoint", str(weights[0]), "--input", str(davis_root), "--sequence", "toy", "--scribbles",
+             str(good)], "--output"),
+        (2, ["--scribbles", str(good)], "needs --input"),
+    ]
+    for code, argv, needle in cases:
+        assert infer.main(argv) == code, argv
+        err = _one_line_error(capsys)
+        assert needle in err, err
+    assert not out.exists()
+
+
+def test_corrupt_frame_is_one_line(tmp_path, weights, capsys):
+    root = tmp_path / "davis"
+    frames = root / "JPEGImages" / "480p" / "toy"
+    frames.mkdir(parents=True)
+    for t in range(3):
+        cv2.imwrite(str(frames / f"{t:05d}.jpg"), np.zeros((H, W, 3), np.uint8))
+    (frames / "00000.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    scribbles = _scribbles(tmp_path / "s.json", 0, num_frames=3)
+    assert infer.main(_args(weights[0], root, [scribbles], tmp_path / "o")) == 1
+    assert "00000.jpg" in _one_line_error(capsys)
+
+
+def test_errors_from_the_command_line_have_no_traceback(tmp_path, weights):
+    """As a user sees it: a subprocess, stderr one line, no traceback unless --debug."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "atnet_jax.infer", "--checkpoint", str(tmp_path), "--input", str(tmp_path),
+            "--scribbles", str(tmp_path / "x.json"), "--output", str(tmp_path / "o")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"python -m atnet_jax.infer: error: --scribbles {tmp_path / 'x.json'} does not exist"]
+    result = subprocess.run([*argv, "--debug"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_demo_refuses_existing_results_and_missing_weights(tmp_path, weights, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "shapes").mkdir()
+    assert infer.main(["--checkpoint", str(weights[0]), "--output", str(out)]) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+    monkeypatch.setattr(infer, "DEFAULT_CHECKPOINT", tmp_path / "absent")
+    assert infer.main(["--output", str(tmp_path / "demo2")]) == 2
+    assert "demo weights" in _one_line_error(capsys)
+    assert not (tmp_path / "demo2").exists()
+
+
+def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monkeypatch):
+    """The demo with the tiny test weights: two rounds with J, masks, overlays, overview; the command it
+    prints reproduces its masks from the files it wrote."""
+    import shlex
+
+    from atnet_jax.data.davis import read_mask
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(infer, "DEMO_FRAMES", 6)  # a shorter video, same code
+    assert infer.main(["--checkpoint", str(weights[0])]) == 0
+    log = capsys.readouterr().out
+    out = tmp_path / "atnet_demo"
+    assert len(re.findall(r"round [12]: .* J = [0-9.]+ ", log)) == 2, log
+    assert len(list((out / "shapes").glob("*.png"))) == 6 and len(list((out / "shapes_overlay").glob("*.jpg"))) == 6
+    assert (out / "overview.jpg").is_file() and (out / "round2.json").is_file()
+    assert (out / "data" / "Annotations" / "480p" / "shapes" / "00005.png").is_file()
+    replay = shlex.split(log.strip().splitlines()[-1].split("from the files: ")[1])
+    assert replay[:3] == ["python", "-m", "atnet_jax.infer"]
+    assert infer.main(replay[3:]) == 0
+    for t in range(6):
+        np.testing.assert_array_equal(read_mask(tmp_path / "results" / "shapes" / f"{t:05d}.png"),
+                                      read_mask(out / "shapes" / f"{t:05d}.png"))
+    assert infer.main(["--checkpoint", str(weights[0])]) == 2  # results exist
+    capsys.readouterr()
+    assert infer.main(["--checkpoint", str(weights[0]), "--overwrite", "--overlay", "none"]) == 0
+    assert not (out / "shapes_overlay").exists()
