@@ -1,0 +1,100 @@
+"""``python -m atnet_jax.train``: two-stage training (A-Net, then T-Net with A-Net frozen), resumable."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from atnet_jax import cli
+
+EXAMPLES = """examples:
+  # the paper's schedule: stage 1 (A-Net), then stage 2 (T-Net, A-Net loaded from stage 1)
+  python -m atnet_jax.train --config experiments/configs/paper.py --workdir runs/paper --stage anet \\
+      --set data.davis=/data/DAVIS data.youtube_vos=/data/youtube-vos data.sbd=/data/SBD
+  python -m atnet_jax.train --config experiments/configs/paper.py --workdir runs/paper --stage tnet \\
+      --set data.davis=/data/DAVIS data.youtube_vos=/data/youtube-vos
+  # a small network on synthetic videos, on a CPU
+  python -m atnet_jax.data.synthetic --output data/synthetic --videos 60
+  python -m atnet_jax.train --config experiments/configs/tiny.py --workdir runs/tiny --stage anet
+  # one of several hosts (each runs the same command with its own --process-id)
+  python -m atnet_jax.train --config experiments/configs/paper.py --workdir runs/paper --stage anet \\
+      --distributed --coordinator-address host0:1234 --num-processes 4 --process-id 0
+
+A run resumes from the newest checkpoint in WORKDIR/<stage>/checkpoints; Ctrl-C or SIGTERM saves first.
+Outputs: WORKDIR/<stage>/metrics.csv, checkpoints/, config.json and, when the stage stops, weights/
+(stage tnet: both networks, ready for python -m atnet_jax.infer and evaluate).
+"""
+
+
+def _key_help() -> str:
+    from atnet_jax.training.config import TrainConfig, keys
+
+    return "config keys (--set KEY=VALUE) and their defaults:\n" + "\n".join(
+        f"  {k} = {v!r}" for k, v in keys(TrainConfig()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser(
+        "python -m atnet_jax.train",
+        "Train ATNet in two stages on all local (or, with --distributed, all cluster) devices: stage anet "
+        "trains A-Net on simulated points and scribbles; stage tnet trains T-Net on 5-frame mini-sequences "
+        "with the stage-anet A-Net frozen. Data parallel: the batch is split over the devices.",
+        EXAMPLES + "\n" + _key_help(),
+    )
+    parser.add_argument("--config", required=True, type=Path, metavar="FILE",
+                        help="experiment file defining get_config(), e.g. experiments/configs/paper.py")
+    parser.add_argument("--workdir", required=True, type=Path, metavar="DIR",
+                        help="run folder: checkpoints, logs and weights go to DIR/<stage>/")
+    parser.add_argument("--stage", required=True, choices=("anet", "tnet"),
+                        help="anet (stage 1) or tnet (stage 2, needs stage 1's weights)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override config keys, e.g. anet.batch_size=8 data.crop=256,256 (list below)")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="stop (and save) at global step N this time (default: the end of the schedule)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first (multi-host GPU clusters, TPU pod slices)")
+    parser.add_argument("--coordinator-address", metavar="HOST:PORT",
+                        help="with --distributed: process 0's address (not needed on TPU or SLURM)")
+    parser.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: number of hosts")
+    parser.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this host's index")
+    return parser
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from atnet_jax.training.config import load_config, override, to_json
+
+    if (args.coordinator_address or args.num_processes is not None or args.process_id is not None) \
+            and not args.distributed:
+        raise cli.UsageError("--coordinator-address, --num-processes and --process-id need --distributed")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise cli.UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
+    if not args.config.is_file():
+        raise FileNotFoundError(f"--config {args.config}: no such file")
+    try:
+        config = override(load_config(args.config), args.overrides)
+    except ValueError as err:
+        raise cli.UsageError(str(err)) from None
+
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    from atnet_jax.training.loop import train
+
+    if jax.process_index() == 0:
+        print(f"config {args.config} with {len(args.overrides)} override(s):\n{to_json(config)}")
+        print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on {jax.process_count()} host(s)")
+    result = train(config, args.workdir, args.stage, max_steps=args.max_steps, progress=not args.no_progress)
+    if result.interrupted:
+        raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(build_parser(), train_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
