@@ -39,7 +39,7 @@ def mean_j_per_round(report: Path, rounds: int) -> list[float]:
     with report.open() as f:
         for row in csv.DictReader(f):
             per[(row["sequence"], row["scribble_idx"], row["object_id"])][int(row["interaction"])].append(
-                float(row["J"]))
+                float(row["jaccard"]))
     curve = []
     for r in range(1, rounds + 1):
         values = []

@@ -87,11 +87,11 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
     variables = None
     if config.imagenet_weights:
         from atnet_jax.models.build import init_variables
-        from atnet_jax.training.imagenet_init import init_encoders_from_imagenet
+        from atnet_jax.training.imagenet_init import format_report, init_encoders_from_imagenet
 
         variables, report = init_encoders_from_imagenet(
             init_variables(config.model, rng, networks=(stage,)), config.imagenet_weights, networks=(stage,))
-        print(f"encoder initialised from {config.imagenet_weights}: {report}")
+        print(format_report(report))
         variables = variables[stage]
     return create_train_state(config, stage, rng, variables=variables, frozen=frozen)
 
