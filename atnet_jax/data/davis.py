@@ -337,13 +337,16 @@ class FrameSource:
 
     names: list[str]
     """One name per frame (the file stem; ``%05d`` for videos), for writing results beside the inputs."""
+    paths: list[Path]
+    """One image file per frame, read by ``_read``."""
+    _shape: tuple[int, int]
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return len(self.paths)
 
     @property
     def shape(self) -> tuple[int, int]:
-        raise NotImplementedError
+        return self._shape
 
     def _read(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -384,13 +387,6 @@ class ImageFolderSource(FrameSource):
             raise ValueError("no frames given")
         self.names = [p.stem for p in self.paths]
         self._shape = _image_size(self.paths[0])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._shape
 
     def _read(self, index: int) -> np.ndarray:
         frame = read_frame(self.paths[index])
@@ -448,13 +444,6 @@ class VideoFileSource(FrameSource):
             raise ValueError(f"no frames could be decoded from video {self.path}")
         self.paths = paths
         self.names = [f"{i:05d}" for i in range(len(paths))]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._shape
 
     def _read(self, index: int) -> np.ndarray:
         if not self._finalizer.alive:

@@ -139,7 +139,7 @@ def _restore(manager: ocp.CheckpointManager, state: TrainState, iterator: Any, s
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.checkpoint_items())
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                              data=grain.checkpoint.CheckpointRestore(iterator)))
-    return state.replace_items(restored["state"])
+    return state.replace(**restored["state"])
 
 
 class _CsvLog:
@@ -229,12 +229,11 @@ def train(
                         f"checkpoint step {manager.latest_step()}; saved to {path}); no checkpoint written")
                 step += 1
                 window_steps += 1
+                rate = window_steps * stage_config.batch_size / max(time.monotonic() - window_start, 1e-9)
                 if bar is not None:
                     bar.update(1)
-                    rate = window_steps * stage_config.batch_size / max(time.monotonic() - window_start, 1e-9)
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{rate:.1f}")
                 if log is not None and (step % config.log_every == 0 or step == last):
-                    rate = window_steps * stage_config.batch_size / max(time.monotonic() - window_start, 1e-9)
                     log.write({"step": step, **metrics, "learning_rate": float(schedule(step - 1)),
                                "examples_per_s": rate, "elapsed_s": time.monotonic() - start})
                     window_start, window_steps = time.monotonic(), 0

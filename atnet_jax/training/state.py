@@ -30,9 +30,6 @@ class TrainState:
         return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
                 "opt_state": self.opt_state}
 
-    def replace_items(self, items: dict[str, Any]) -> "TrainState":
-        return self.replace(**items)
-
 
 def create_train_state(
     config: TrainConfig, stage: str, rng: jax.Array, *, variables: dict[str, Any] | None = None,
