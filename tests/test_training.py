@@ -253,11 +253,17 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_config, s
     rows = (tmp_path / "resumed/anet/metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
 
-    # stage 2 reads the stage-1 weights of the workdir, and exports both networks with A-Net unchanged
+    # stage 2 reads the stage-1 weights of the workdir, and exports both networks with A-Net unchanged;
+    # start_from_anet gives T-Net A-Net's decoder (only T-Net's own prev_conv1x1 trains here)
+    config = dataclasses.replace(config, tnet=dataclasses.replace(config.tnet, start_from_anet=True,
+                                                                  trainable="^prev_conv1x1"))
     result = train(config, tmp_path / "resumed", "tnet", max_steps=1, progress=False)
-    for a, b in zip(jax.tree.leaves(_params(result.weights, "anet")), jax.tree.leaves(_params(second.weights, "anet"))):
+    anet = _params(second.weights, "anet")
+    for a, b in zip(jax.tree.leaves(_params(result.weights, "anet")), jax.tree.leaves(anet)):
         np.testing.assert_array_equal(a, b)
-    assert _params(result.weights, "tnet")
+    tnet = _params(result.weights, "tnet")["params"]
+    for a, b in zip(jax.tree.leaves(tnet["decoder_prop"]), jax.tree.leaves(anet["params"]["decoder_iact"])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sigterm_saves_and_the_rerun_resumes(tiny_config, synthetic_root, tmp_path):

@@ -93,6 +93,15 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
             init_variables(config.model, rng, networks=(stage,)), config.imagenet_weights, networks=(stage,))
         print(format_report(report))
         variables = variables[stage]
+    if stage == "tnet" and config.tnet.start_from_anet:
+        from atnet_jax.models.build import init_variables
+        from atnet_jax.training.warm_start import tnet_from_anet
+
+        if variables is None:
+            variables = init_variables(config.model, rng, networks=("tnet",))["tnet"]
+        variables, report = tnet_from_anet(variables, frozen)
+        print(f"tnet: encoder and decoder start from the A-Net in {source} ({report['copied']} arrays; "
+              f"{report['kept']} of T-Net's own keep their initialisation)")
     return create_train_state(config, stage, rng, variables=variables, frozen=frozen)
 
 

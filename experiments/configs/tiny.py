@@ -5,7 +5,8 @@
     python -m atnet_jax.train --config experiments/configs/tiny.py --workdir runs/tiny --stage tnet
 
 Same structure as the paper's networks at about 1% of the parameters; no ImageNet initialisation, so the
-learning rate is higher than the paper's fine-tuning rate.
+learning rate is higher than the paper's fine-tuning rate, and T-Net starts from the trained A-Net's encoder
+and decoder (``tnet.start_from_anet``) instead of from ImageNet weights.
 """
 import dataclasses
 
@@ -21,7 +22,7 @@ def get_config() -> TrainConfig:
         model=model,
         data=DataConfig(synthetic="data/synthetic", crop=(192, 192), worker_count=1),
         anet=dataclasses.replace(stage, batch_size=8, steps_per_epoch=800),
-        tnet=dataclasses.replace(stage, batch_size=4, steps_per_epoch=500),
+        tnet=dataclasses.replace(stage, batch_size=4, steps_per_epoch=600, start_from_anet=True),
         checkpoint_every=200,
         keep_checkpoints=2,
         log_every=20,
