@@ -47,7 +47,7 @@ class StageConfig:
     trainable: str = ".*"  # regex over '/'-joined parameter paths of the stage's network; others stay fixed
     local_loss_weight: float = 0.1  # T-Net: weight of the MSE on the local-transfer map
     init_from: str = ""  # T-Net: weights folder with the trained A-Net ('' = <workdir>/anet/weights)
-    start_from_anet: bool = False  # T-Net: start encoder and decoder from that A-Net (training without ImageNet)
+    start_from_anet: bool = False  # T-Net: start encoder and decoder from that A-Net (then imagenet_weights unused)
     time_limit_minutes: float = 0.0  # stop (and save) after this much training time; 0 = no limit
 
     @property

@@ -25,11 +25,12 @@ import orbax.checkpoint as ocp
 from atnet_jax.checkpointing import load_weights, save_weights
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
-from atnet_jax.models.build import count_params
+from atnet_jax.models.build import count_params, init_variables
 from atnet_jax.training.config import TrainConfig, to_json
 from atnet_jax.training.optim import learning_rate_schedule
 from atnet_jax.training.state import TrainState, create_train_state
 from atnet_jax.training.steps import compile_train_step, make_mesh, replicated, shard_batch
+from atnet_jax.training.warm_start import tnet_from_anet
 
 _LOG_FIELDS = ("step", "loss", "bce", "local_mse", "grad_norm", "learning_rate", "examples_per_s", "elapsed_s")
 
@@ -85,23 +86,18 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
             raise ValueError(f"{source} holds an A-Net of another size than config.model")
         frozen = weights["anet"]
     variables = None
-    if config.imagenet_weights:
-        from atnet_jax.models.build import init_variables
+    if stage == "tnet" and config.tnet.start_from_anet:
+        # A-Net's encoder replaces all of T-Net's, so ImageNet weights would be overwritten: not read here.
+        variables, report = tnet_from_anet(init_variables(config.model, rng, networks=("tnet",))["tnet"], frozen)
+        print(f"tnet: encoder and decoder start from the A-Net in {source} ({report['copied']} arrays; "
+              f"{report['kept']} of T-Net's own keep their initialisation)")
+    elif config.imagenet_weights:
         from atnet_jax.training.imagenet_init import format_report, init_encoders_from_imagenet
 
         variables, report = init_encoders_from_imagenet(
             init_variables(config.model, rng, networks=(stage,)), config.imagenet_weights, networks=(stage,))
         print(format_report(report))
         variables = variables[stage]
-    if stage == "tnet" and config.tnet.start_from_anet:
-        from atnet_jax.models.build import init_variables
-        from atnet_jax.training.warm_start import tnet_from_anet
-
-        if variables is None:
-            variables = init_variables(config.model, rng, networks=("tnet",))["tnet"]
-        variables, report = tnet_from_anet(variables, frozen)
-        print(f"tnet: encoder and decoder start from the A-Net in {source} ({report['copied']} arrays; "
-              f"{report['kept']} of T-Net's own keep their initialisation)")
     return create_train_state(config, stage, rng, variables=variables, frozen=frozen)
 
 
