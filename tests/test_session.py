@@ -155,3 +155,61 @@ def test_warmup_compiles_what_a_round_needs(tiny_config, tiny_variables):
     warmed = session.trace_counts
     session.interact_maps(1, *_maps(3, 4))
     assert session.trace_counts == warmed
+
+
+def _released_range(frame: int, previous: list[int], num_frames: int, proportion: float) -> list[int]:
+    """The frames the released evaluation loop re-propagates (its ``get_prop_list``, written out independently):
+    nearest annotation on each side, then each bound that has one pulled towards ``frame`` by ``proportion``."""
+    others = sorted(set(previous) - {frame})
+    lo = max([a + 1 for a in others if a < frame], default=0)
+    hi = min([a - 1 for a in others if a > frame], default=num_frames - 1)
+    if proportion != 1.0:
+        if lo != 0:
+            lo = frame - int(float(frame - lo) * proportion + 0.5)
+        if hi != num_frames - 1:
+            hi = frame + int(float(hi - frame) * proportion + 0.5)
+    return [t for t in range(lo, hi + 1) if t != frame]
+
+
+def test_propagation_plan_leaves_the_frame_next_to_a_distant_annotation_as_the_released_code():
+    # 120 frames: round 1 on frame 0, round 2 on frame 60. The gap to frame 0 is 59 frames:
+    # int(59 * 0.99 + 0.5) = 58, so round 2 goes back to frame 2 and frame 1 keeps round 1's result.
+    backward, forward = propagation_plan(60, [0], 120)
+    assert [t for t, _ in backward] == list(range(59, 1, -1))
+    assert [t for t, _ in forward] == list(range(61, 120))  # no annotation after: to the end
+    # Round 3 on frame 90: frames 61-89 lie between, int(29 * 0.99 + 0.5) = 29, so all of them are updated.
+    backward, _ = propagation_plan(90, [0, 60], 120)
+    assert [t for t, _ in backward][-1] == 61
+    backward, _ = propagation_plan(119, [0, 60, 90], 120)
+    assert [t for t, _ in backward] == list(range(118, 90, -1))
+    # Gaps of 50 frames or fewer are propagated whole; 51-150 leave one frame, 151-250 two.
+    assert [t for t, _ in propagation_plan(51, [0], 60)[0]][-1] == 1
+    assert [t for t, _ in propagation_plan(52, [0], 60)[0]][-1] == 2
+    assert [t for t, _ in propagation_plan(152, [0], 200)[0]][-1] == 3
+    # Forward towards a later annotation, likewise; proportion 1.0 goes up to the annotated frames.
+    assert [t for t, _ in propagation_plan(0, [100], 120)[1]][-1] == 98
+    assert [t for t, _ in propagation_plan(0, [100], 120, proportion=1.0)[1]][-1] == 99
+    assert [t for t, _ in propagation_plan(60, [0], 120, proportion=1.0)[0]][-1] == 1
+
+
+def test_propagation_plan_equals_the_released_range_on_random_cases():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 400))
+        previous = [int(a) for a in rng.integers(0, n, int(rng.integers(0, 5)))]
+        frame = int(rng.integers(0, n))
+        for proportion in (0.99, 1.0, 0.9):
+            backward, forward = propagation_plan(frame, previous, n, proportion)
+            assert sorted(t for t, _ in backward + forward) == _released_range(frame, previous, n, proportion)
+            assert [t for t, _ in backward] == sorted((t for t, _ in backward), reverse=True)
+            assert [t for t, _ in forward] == sorted(t for t, _ in forward)
+
+
+def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its_label(tiny_config, tiny_variables):
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    assert session.probabilities.dtype == np.float32
+    p = np.full((1, H, W), 0.80003, np.float32)  # float16 would round this to 0.7998 or 0.8
+    assert np.float16(0.80003) <= 0.8
+    session._store(2, p, 1.0)
+    assert (session.labels[2] == 1).all()
+    np.testing.assert_array_equal(session.probabilities[2], p)

@@ -53,15 +53,32 @@ def blend_weight(t: int, annotated_now: int, annotated_before: int | None) -> fl
     return 0.5 + 0.5 * abs(t - annotated_before) / abs(annotated_now - annotated_before)
 
 
+RELEASED_PROPAGATION_PROPORTION = 0.99
+"""The released code's ``config.py`` ``test_propagation_proportion``."""
+
+
 def propagation_plan(
-    frame: int, previous: Sequence[int], num_frames: int
+    frame: int, previous: Sequence[int], num_frames: int, proportion: float = RELEASED_PROPAGATION_PROPORTION
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """The frames a round updates, with their eq.-(6) weights, as (backward, forward) lists in order:
-    from ``frame`` down to / up to (not including) the nearest previously annotated frame on each side."""
+    """The frames a round updates, with their eq.-(6) weights, as (backward, forward) lists in order.
+
+    The range runs from ``frame`` towards the nearest previously annotated frame on each side (excluded), as
+    the released ``libs/utils.py:get_prop_list``: where an annotated frame lies on a side, that side's gap is
+    scaled by ``proportion`` and rounded half up (``a_now - int((a_now - start) * proportion + 0.5)``, in
+    float64), so that with the released 0.99 a gap of 51-150 frames leaves the frame next to the earlier
+    annotation as it was. ``proportion=1.0`` propagates up to the annotated frames.
+    """
     before = max((a for a in previous if a < frame), default=None)
     after = min((a for a in previous if a > frame), default=None)
-    backward = range(frame - 1, -1 if before is None else before, -1)
-    forward = range(frame + 1, num_frames if after is None else after)
+    start = 0 if before is None else before + 1
+    end = num_frames - 1 if after is None else after - 1
+    if proportion != 1.0:
+        if before is not None:
+            start = frame - int((frame - start) * proportion + 0.5)
+        if after is not None:
+            end = frame + int((end - frame) * proportion + 0.5)
+    backward = range(frame - 1, start - 1, -1)
+    forward = range(frame + 1, end + 1)
     return ([(t, blend_weight(t, frame, before)) for t in backward],
             [(t, blend_weight(t, frame, after)) for t in forward])
 
@@ -160,6 +177,25 @@ class FeatureCache:
         self.close()
 
 
+class RoundCancelled(Exception):
+    """A round was cancelled; the session is as it was before the round."""
+
+
+@dataclasses.dataclass
+class SessionState:
+    """Everything a session's results depend on besides the video and the weights (see :meth:`Session.snapshot`).
+
+    ``probabilities: [T, K, H, W]`` float32, ``annotated`` frames in round order, ``strokes`` per frame (every
+    stroke placed there so far, DAVIS format), ``indicators``: A-Net's converter output per annotated frame,
+    ``[K, h, w, C]`` float32 each.
+    """
+
+    probabilities: np.ndarray
+    annotated: list[int]
+    strokes: dict[int, list[dict]]
+    indicators: list[np.ndarray]
+
+
 class Session:
     """Interactive segmentation of one video with one set of A-Net/T-Net weights.
 
@@ -172,6 +208,8 @@ class Session:
         DAVIS protocol has 8 rounds).
       feature_cache_bytes: host memory for cached encoder features; the rest is spilled to disk.
       progress: show a progress bar while propagating.
+      propagation_proportion: how far a round propagates towards an earlier annotation (see
+        :func:`propagation_plan`; the released code's 0.99 by default, 1.0 up to the annotated frame).
     """
 
     def __init__(
@@ -184,6 +222,7 @@ class Session:
         max_annotations: int = 8,
         feature_cache_bytes: int = 2 << 30,
         progress: bool = False,
+        propagation_proportion: float = RELEASED_PROPAGATION_PROPORTION,
     ) -> None:
         if num_objects < 1:
             raise ValueError(f"num_objects must be at least 1, got {num_objects}")
@@ -202,11 +241,13 @@ class Session:
         self._nets = _networks_for(config)
         self._max_annotations = max_annotations
         self._progress = progress
+        self.propagation_proportion = propagation_proportion
         self.features = FeatureCache(self._encode_frame, feature_cache_bytes)
-        # Per frame and object, the blended probability (float16: the merge threshold needs no more).
-        self.probabilities = np.zeros((self.num_frames, num_objects, self.height, self.width), np.float16)
+        # Per frame and object, the blended probability, in float32 as the released code keeps it.
+        self.probabilities = np.zeros((self.num_frames, num_objects, self.height, self.width), np.float32)
         self.labels = np.zeros((self.num_frames, self.height, self.width), np.uint8)
         self.annotated: list[int] = []
+        self.strokes: dict[int, list[dict]] = {}
         self._annotated_r5: list[jax.Array] = []
         self._indicators: list[jax.Array] = []
         self.last_round_seconds = 0.0
@@ -251,63 +292,117 @@ class Session:
         (top, _), (left, _) = self.pad
         return np.asarray(x[..., top : top + self.height, left : left + self.width, 0])
 
-    def interact(self, frame_index: int, strokes: list[dict]) -> np.ndarray:
-        """One round from DAVIS-style strokes on ``frame_index`` (``{"path", "object_id", ...}`` dicts with
-        normalised coordinates) -> labels ``[T, H, W]`` uint8."""
+    def interaction_maps(self, frame_index: int, strokes: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """A-Net's scribble channels ``(positive, negative)``, each ``[K, H, W]``, for a round on ``frame_index``
+        that adds ``strokes``: every stroke placed on that frame so far is rasterised together (davisinteractive's
+        ``fuse_scribbles``, then the released ``scribble_to_image(scribbles[frame])``)."""
         from atnet_jax.data.scribbles import interaction_maps
 
         prev = self.labels[frame_index] if self.annotated else None
-        positive, negative = interaction_maps(strokes, self.height, self.width, self.num_objects, prev)
-        return self.interact_maps(frame_index, positive, negative)
+        return interaction_maps([*self.strokes.get(frame_index, []), *strokes], self.height, self.width,
+                                self.num_objects, prev)
 
-    def interact_maps(self, frame_index: int, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    def interact(
+        self,
+        frame_index: int,
+        strokes: Sequence[dict],
+        *,
+        on_frame: Callable[[int, str], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """One round from DAVIS-style strokes on ``frame_index`` (``{"path", "object_id", ...}`` dicts with
+        normalised coordinates) -> labels ``[T, H, W]`` uint8. The strokes add to those placed on that frame in
+        earlier rounds. ``on_frame`` and ``cancel``: as :meth:`interact_maps`."""
+        if not 0 <= frame_index < self.num_frames:
+            raise ValueError(f"frame {frame_index} is outside the video (0..{self.num_frames - 1})")
+        positive, negative = self.interaction_maps(frame_index, strokes)
+        labels = self.interact_maps(frame_index, positive, negative, on_frame=on_frame, cancel=cancel)
+        self.strokes.setdefault(frame_index, []).extend(strokes)
+        return labels
+
+    def interact_maps(
+        self,
+        frame_index: int,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        *,
+        on_frame: Callable[[int, str], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """One round from rasterised interaction maps ``positive, negative: [K, H, W]`` in [0, 1] on
-        ``frame_index`` -> labels ``[T, H, W]`` uint8 for the whole video."""
+        ``frame_index`` -> labels ``[T, H, W]`` uint8 for the whole video.
+
+        ``on_frame(t, kind)`` is called after frame ``t``'s result is stored (``kind``: "annotated" for A-Net's
+        frame, then "propagated"). ``cancel()`` is polled before each frame; when it returns True the round stops,
+        the session returns to its state before the round exactly, and :class:`RoundCancelled` is raised.
+        """
         if not 0 <= frame_index < self.num_frames:
             raise ValueError(f"frame {frame_index} is outside the video (0..{self.num_frames - 1})")
         shape = (self.num_objects, self.height, self.width)
         if positive.shape != shape or negative.shape != shape:
             raise ValueError(f"interaction maps must be [K, H, W] = {shape}, got {positive.shape}, {negative.shape}")
         start = time.perf_counter()
-        if self.annotated:
-            previous_mask = (self.labels[frame_index][None] == np.arange(1, self.num_objects + 1)[:, None, None])
-            previous_mask = previous_mask.astype(np.float32)
-        else:
-            previous_mask = np.full(shape, ROUND1_PREVIOUS_MASK, np.float32)
-        interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1).astype(np.float32), self.pad)
-        image = self._image(frame_index)
-        prob, indicator = self._nets.anet(
-            self._variables["anet"], np.broadcast_to(image, (self.num_objects, *image.shape[1:])), interaction
-        )
-        target = self.features.get(frame_index)
-        previous = list(self.annotated)
-        self.annotated.append(frame_index)
-        self._annotated_r5.append(jnp.asarray(target["r5"]))
-        self._indicators.append(indicator)
-        annotated_r5, indicators, frame_mask = self._global_inputs()
+        undo: dict[int, np.ndarray] = {}  # the probabilities this round replaced, to restore on cancel
+        annotated_before = len(self.annotated)
+        try:
+            if self.annotated:
+                previous_mask = (self.labels[frame_index][None] == np.arange(1, self.num_objects + 1)[:, None, None])
+                previous_mask = previous_mask.astype(np.float32)
+            else:
+                previous_mask = np.full(shape, ROUND1_PREVIOUS_MASK, np.float32)
+            interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1).astype(np.float32),
+                                      self.pad)
+            image = self._image(frame_index)
+            prob, indicator = self._nets.anet(
+                self._variables["anet"], np.broadcast_to(image, (self.num_objects, *image.shape[1:])), interaction
+            )
+            target = self.features.get(frame_index)
+            previous = list(self.annotated)
+            backward, forward = propagation_plan(frame_index, previous, self.num_frames, self.propagation_proportion)
+            if cancel is not None and cancel():
+                raise RoundCancelled(f"round on frame {frame_index} cancelled")
+            self.annotated.append(frame_index)
+            self._annotated_r5.append(jnp.asarray(target["r5"]))
+            self._indicators.append(indicator)
+            annotated_r5, indicators, frame_mask = self._global_inputs()
 
-        self._store(frame_index, self._crop(prob), 1.0)
-        backward, forward = propagation_plan(frame_index, previous, self.num_frames)
-        bar = None
-        if self._progress:
-            from tqdm import tqdm
+            self._store(frame_index, self._crop(prob), 1.0, undo)
+            if on_frame is not None:
+                on_frame(frame_index, "annotated")
+            bar = None
+            if self._progress:
+                from tqdm import tqdm
 
-            bar = tqdm(total=len(backward) + len(forward), unit="frame", leave=False,
-                       desc=f"round {len(self.annotated)}: propagating from frame {frame_index}")
-        for direction in (backward, forward):
-            # Each direction starts from A-Net's map, then follows T-Net's own unblended output.
-            prev_prob, prev_r2 = prob, target["r2"]
-            for t, alpha in direction:
-                feats = self.features.get(t)
-                prev_prob = self._nets.step(
-                    self._variables["tnet"], feats, annotated_r5, indicators, frame_mask, prev_r2, prev_prob
-                )
-                prev_r2 = feats["r2"]
-                self._store(t, self._crop(prev_prob), alpha)
+                bar = tqdm(total=len(backward) + len(forward), unit="frame", leave=False,
+                           desc=f"round {len(self.annotated)}: propagating from frame {frame_index}")
+            try:
+                for direction in (backward, forward):
+                    # Each direction starts from A-Net's map, then follows T-Net's own unblended output.
+                    prev_prob, prev_r2 = prob, target["r2"]
+                    for t, alpha in direction:
+                        if cancel is not None and cancel():
+                            raise RoundCancelled(f"round on frame {frame_index} cancelled")
+                        feats = self.features.get(t)
+                        prev_prob = self._nets.step(
+                            self._variables["tnet"], feats, annotated_r5, indicators, frame_mask, prev_r2, prev_prob
+                        )
+                        prev_r2 = feats["r2"]
+                        self._store(t, self._crop(prev_prob), alpha, undo)
+                        if on_frame is not None:
+                            on_frame(t, "propagated")
+                        if bar is not None:
+                            bar.update()
+            finally:
                 if bar is not None:
-                    bar.update()
-        if bar is not None:
-            bar.close()
+                    bar.close()
+        except BaseException:
+            for t, old in undo.items():
+                self.probabilities[t] = old
+                self.labels[t] = merge_objects(old)
+            del self.annotated[annotated_before:]
+            del self._annotated_r5[annotated_before:]
+            del self._indicators[annotated_before:]
+            raise
         self.last_round_seconds = time.perf_counter() - start
         return self.labels
 
@@ -321,11 +416,87 @@ class Session:
         ind = jnp.stack(self._indicators + [jnp.zeros_like(self._indicators[0])] * pad)
         return r5, ind, jnp.arange(self._max_annotations) < n
 
-    def _store(self, t: int, new: np.ndarray, alpha: float) -> None:
+    def _store(self, t: int, new: np.ndarray, alpha: float, undo: dict[int, np.ndarray] | None = None) -> None:
+        old = self.probabilities[t]
+        if undo is not None and t not in undo:
+            undo[t] = old.copy()
         if alpha < 1.0:
-            new = alpha * new + (1.0 - alpha) * self.probabilities[t].astype(np.float32)
+            new = alpha * new + (1.0 - alpha) * old
         self.probabilities[t] = new
-        self.labels[t] = merge_objects(self.probabilities[t].astype(np.float32))
+        self.labels[t] = merge_objects(self.probabilities[t])
+
+    # ------------------------------------------------------------------------------------ state and objects
+
+    def snapshot(self) -> SessionState:
+        """A copy of the session's state (:meth:`restore` brings it back exactly)."""
+        return SessionState(self.probabilities.copy(), list(self.annotated),
+                            {t: [dict(s) for s in strokes] for t, strokes in self.strokes.items()},
+                            [np.asarray(jax.device_get(i), np.float32) for i in self._indicators])
+
+    def restore(self, state: SessionState) -> None:
+        """Return to ``state`` (from :meth:`snapshot`, or saved and read back), the number of objects included."""
+        probabilities = np.asarray(state.probabilities, np.float32)
+        if probabilities.shape[0] != self.num_frames or probabilities.shape[2:] != (self.height, self.width):
+            raise ValueError(f"the state's probabilities {probabilities.shape} do not fit this video "
+                             f"({self.num_frames} frames of {self.height}x{self.width})")
+        if len(state.indicators) != len(state.annotated):
+            raise ValueError(f"the state has {len(state.annotated)} annotated frames but "
+                             f"{len(state.indicators)} indicators")
+        self.num_objects = probabilities.shape[1]
+        self.probabilities = probabilities.copy()
+        self.labels = merge_objects(np.moveaxis(self.probabilities, 1, 0)) if self.num_frames else self.labels
+        self.annotated = list(state.annotated)
+        self.strokes = {int(t): [dict(s) for s in strokes] for t, strokes in state.strokes.items()}
+        self._indicators = [jnp.asarray(i) for i in state.indicators]
+        self._annotated_r5 = [jnp.asarray(self.features.get(t)["r5"]) for t in self.annotated]
+
+    def add_object(self) -> int:
+        """Add an object that is empty on every frame; returns its id (K + 1).
+
+        Its converter features at the frames annotated so far come from A-Net on each such frame with the
+        object absent (previous mask 0, no strokes of its own), so that its global transfer averages over every
+        annotated frame as the others' does.
+        """
+        from atnet_jax.data.scribbles import interaction_maps
+
+        k = self.num_objects + 1
+        indicators = []
+        for i, t in enumerate(self.annotated):
+            prev = self.labels[t]
+            positive, negative = interaction_maps(self.strokes.get(t, []), self.height, self.width, k, prev)
+            previous_mask = (prev[None] == np.arange(1, k + 1)[:, None, None]).astype(np.float32)
+            interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1), self.pad)
+            image = self._image(t)
+            _, indicator = self._nets.anet(self._variables["anet"], np.broadcast_to(image, (k, *image.shape[1:])),
+                                           interaction)
+            indicators.append(jnp.concatenate([self._indicators[i], indicator[-1:]], axis=0))
+        self._indicators = indicators
+        self.probabilities = np.concatenate(
+            [self.probabilities, np.zeros((self.num_frames, 1, self.height, self.width), np.float32)], axis=1)
+        self.num_objects = k
+        return k
+
+    def remove_object(self, object_id: int) -> None:
+        """Remove object ``object_id`` (its masks, strokes and features); objects above it move down one id."""
+        if not 1 <= object_id <= self.num_objects:
+            raise ValueError(f"object {object_id} does not exist (objects 1..{self.num_objects})")
+        if self.num_objects == 1:
+            raise ValueError("the only object cannot be removed")
+        keep = [k for k in range(self.num_objects) if k != object_id - 1]
+        self.probabilities = np.ascontiguousarray(self.probabilities[:, keep])
+        self._indicators = [i[np.asarray(keep)] for i in self._indicators]
+        strokes = {}
+        for t, frame_strokes in self.strokes.items():
+            moved = []
+            for s in frame_strokes:
+                oid = int(s["object_id"])
+                if oid == object_id:
+                    continue
+                moved.append({**s, "object_id": oid - 1 if oid > object_id else oid})
+            strokes[t] = moved
+        self.strokes = strokes
+        self.num_objects -= 1
+        self.labels = merge_objects(np.moveaxis(self.probabilities, 1, 0))
 
     def close(self) -> None:
         """Release the spilled feature files."""
