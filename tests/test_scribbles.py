@@ -275,3 +275,10 @@ def test_real_full_scribble_file_and_tennis_ids():
         for x, y in stroke_pixels(stroke["path"], 480, 854):
             far[max(y - 4, 0) : y + 5, max(x - 4, 0) : x + 5] = False
     assert not any(m[far].any() for m in maps.values())
+
+
+def test_a_stroke_point_rounding_to_pixel_zero_is_clipped_not_wrapped_to_the_far_border():
+    # The released code indexes round(x * W) - 1 = -1 here, which wraps to the last column and row.
+    canvas = rasterize_strokes([_stroke([(0.2 / W, 0.2 / H), (0.2 / W, 0.2 / H)], 1)], H, W, dilation=1, blur_size=0)[1]
+    assert canvas[0, 0] == 1
+    assert not canvas[-1].any() and not canvas[:, -1].any()
