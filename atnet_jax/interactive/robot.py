@@ -3,8 +3,10 @@
 Given a prediction and the ground truth of a sequence, the robot picks the frame where the prediction
 is worst and draws, for each label (0 = background, 1..K objects), human-like strokes along the
 skeleton of the pixels that should carry that label but do not:
-error region -> morphological opening -> medial axis -> 8-connected graph -> cycles cut -> longest path
-of each tree -> Bezier curve -> coordinates normalised by (W, H).
+error region -> morphological opening -> medial axis -> graph of the pixels within sqrt(2) of each other
+-> cycles cut -> longest path of each tree -> Bezier curve -> coordinates normalised by (W, H).
+The graph is built with the official calls, so every tie between paths breaks the same way
+(`tests/test_robot.py` holds the official robot's outputs on real DAVIS masks).
 """
 from __future__ import annotations
 
@@ -16,14 +18,11 @@ import numpy as np
 from scipy.special import comb
 from skimage.filters import rank
 from skimage.morphology import disk, medial_axis
+from sklearn.neighbors import radius_neighbors_graph
 
 from atnet_jax.evaluation.metrics import VOID_LABEL, Metric, per_object_scores
 
 __all__ = ["InteractiveRobot", "bezier_curve"]
-
-# Forward 8-neighbour offsets (dy, dx) and their lengths: each skeleton edge is built once.
-_NEIGHBOURS = ((0, 1, 1.0), (1, -1, np.sqrt(2.0)), (1, 0, 1.0), (1, 1, np.sqrt(2.0)))
-
 
 class _LegacyTiebreak(np.random.Generator):
     """Generator whose `permutation` is `np.random.RandomState(0).permutation`.
@@ -130,32 +129,18 @@ class InteractiveRobot:
         return medial_axis(padded, rng=_LegacyTiebreak(np.random.PCG64(0)))[1:-1, 1:-1]
 
     def _longest_paths(self, skeleton: np.ndarray) -> list[np.ndarray]:
-        """Longest path of each tree of the skeleton graph, as `[L, 2]` int xy pixel coordinates."""
+        """Longest path of each tree of the skeleton graph, as `[L, 2]` int xy pixel coordinates.
+
+        Built with the official calls (scikit-learn's `radius_neighbors_graph`, networkx): the order of
+        nodes and adjacency lists decides which of several equally long paths is found and where each
+        cycle is cut, so only the same graph construction gives the same strokes.
+        """
         ys, xs = np.nonzero(skeleton)  # row-major node order, as the official meshgrid ravel
         points = np.stack([xs, ys], axis=1)
-        index = np.full(skeleton.shape, -1, dtype=np.int64)
-        index[ys, xs] = np.arange(len(ys))
-        h, w = skeleton.shape
-        edges = []
-        for dy, dx, length in _NEIGHBOURS:
-            yy, xx = ys + dy, xs + dx
-            ok = (yy < h) & (xx >= 0) & (xx < w)
-            v = np.full(len(ys), -1)
-            v[ok] = index[yy[ok], xx[ok]]
-            u = np.arange(len(ys))
-            has = v >= 0
-            edges += [(int(a), int(b), length) for a, b in zip(u[has], v[has])]
-        edges.sort()  # adjacency lists then come out in ascending node order: a deterministic traversal
-        graph = nx.Graph()
-        graph.add_nodes_from(range(len(ys)))
-        graph.add_weighted_edges_from(edges)
-
+        graph = nx.from_scipy_sparse_array(radius_neighbors_graph(points, np.sqrt(2), mode="distance"))
         paths = []
         for component in nx.connected_components(graph):
-            nodes = sorted(component)
-            tree = nx.Graph()
-            tree.add_nodes_from(nodes)
-            tree.add_edges_from((u, v, graph[u][v]) for u in nodes for v in graph[u] if u < v)
+            tree = graph.subgraph(component).copy()
             # Cut every cycle at its longest edge (diagonal before straight; first one on ties).
             while True:
                 try:
@@ -167,7 +152,7 @@ class InteractiveRobot:
             if len(tree) < self.min_nb_nodes:
                 continue
             # Tree diameter by two traversals: farthest node from the first, then farthest from it.
-            dist = nx.single_source_shortest_path_length(tree, nodes[0])
+            dist = nx.single_source_shortest_path_length(tree, next(iter(tree)))
             far = max(dist.items(), key=lambda kv: kv[1])[0]
             path = max(nx.single_source_shortest_path(tree, far).values(), key=len)
             paths.append(points[path])
