@@ -106,7 +106,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
     result = protocol.evaluate(sources, lambda s: Session(s.frames, variables, model_config, s.num_objects), config,
                       args.output, settings=settings, shard=shard, resume=args.resume, overwrite=args.overwrite)
-    if result is not None:
+    if result is None:
+        print(f"no sample in this shard: {args.output} holds its settings only (--merge needs it)")
+    else:
         print(json.dumps({"auc": result["auc"], "metric_at_threshold": result["metric_at_threshold"]}, indent=2))
         print(f"wrote {args.output / 'report.csv'}, {args.output / 'summary.json'}, {args.output / 'curve.png'}")
 
@@ -179,6 +181,7 @@ def merge_command(args: argparse.Namespace) -> None:
         raise cli.UsageError(str(err)) from None
     print(f"merged {len(args.merge)} shard(s) into {args.output}")
     print(json.dumps({"auc": result["auc"], "metric_at_threshold": result["metric_at_threshold"]}, indent=2))
+    print(f"wrote {args.output / 'report.csv'}, {args.output / 'summary.json'}, {args.output / 'curve.png'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
