@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -90,7 +91,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     davis = DavisFolder(args.input)
     sources = discover_sequences(davis, args.subset, args.sequences)
     config = protocol.ProtocolConfig(max_rounds=args.max_rounds, time_per_object=args.time_per_object,
-                            metric=args.metric, min_nb_nodes=args.min_nb_nodes)
+                                     metric=args.metric, min_nb_nodes=args.min_nb_nodes)
     settings = run_settings(args, checkpoint, [s.name for s in sources])
     try:  # the same check evaluate() makes, before the weights are read
         protocol.check_output(args.output, protocol.full_settings(sources, config, shard, settings),
@@ -105,7 +106,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
           + (f", shard {shard[0]}/{shard[1]}: {len(range(shard[0], total, shard[1]))} of them" if args.shard else "")
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
     result = protocol.evaluate(sources, lambda s: Session(s.frames, variables, model_config, s.num_objects), config,
-                      args.output, settings=settings, shard=shard, resume=args.resume, overwrite=args.overwrite)
+                      args.output, settings=settings, shard=shard, resume=args.resume, overwrite=args.overwrite,
+                      raise_errors=args.debug)
     if result is None:
         print(f"no sample in this shard: {args.output} holds its settings only (--merge needs it)")
     else:
@@ -114,8 +116,21 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def run_settings(args: argparse.Namespace, checkpoint: Path, names: list[str]) -> dict[str, Any]:
-    """What a run depends on besides the protocol: ``--resume`` and ``--merge`` require the same."""
-    return {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve()), "sequences": names}
+    """What a run depends on besides the protocol: ``--resume`` and ``--merge`` require the same. The weights
+    count by their contents (shards may read copies on different hosts); the paths are recorded only."""
+    return {"weights_sha256": weights_fingerprint(checkpoint), "sequences": names,
+            "paths": {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve())}}
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """SHA-256 over the names and contents of every file of a weights folder."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def discover_sequences(davis: Any, subset: str | None, sequences: str | None) -> list[Any]:
@@ -142,7 +157,7 @@ def discover_sequences(davis: Any, subset: str | None, sequences: str | None) ->
                 davis.frame_paths(name)
                 davis.mask_paths(name)
             except FileNotFoundError as err:
-                skipped.append(f"{name} ({str(err).split(': ', 1)[-1]})")
+                skipped.append(f"{name} ({str(err).replace(f' for sequence {name!r}', '')})")
                 continue
             names.append(name)
         if skipped:

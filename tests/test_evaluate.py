@@ -247,4 +247,15 @@ def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
     sources = evaluate.discover_sequences(DavisFolder(shared_path("data", "davis_mini")), None, None)
     assert [(s.name, s.num_samples) for s in sources] == [("bear", 2), ("car-shadow", 1), ("tennis", 1)]
     out = capsys.readouterr().out
-    assert "skipped 1 sequence(s): blackswan (" in out and "JPEGImages/480p/blackswan not found" in out
+    assert "skipped 1 sequence(s): blackswan (no frames: " in out and "JPEGImages/480p/blackswan not found" in out
+
+
+def test_weights_count_by_their_contents(tmp_path, weights):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(weights, copy)
+    assert evaluate.weights_fingerprint(copy) == evaluate.weights_fingerprint(weights)
+    config = copy / "atnet_jax.json"
+    config.write_text(config.read_text() + " ")
+    assert evaluate.weights_fingerprint(copy) != evaluate.weights_fingerprint(weights)

@@ -271,17 +271,24 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path):
     # Timings are fixed per sample, so report.csv and summary.json must be equal byte for byte.
     config = ProtocolConfig(max_rounds=3)
     whole = tmp_path / "whole"
-    protocol.evaluate(_sequences(), _timed_session, config, whole, progress=False)
+    protocol.evaluate(_sequences(), _timed_session, config, whole, progress=False,
+                      settings={"weights": "w1", "paths": {"input": "/host/DAVIS"}})
     shards = []
-    for i in range(3):
+    for i in range(3):  # each shard on its own host: other paths, same weights and data
         shards.append(tmp_path / f"shard{i}")
-        protocol.evaluate(_sequences(), _timed_session, config, shards[-1], shard=(i, 3), progress=False)
+        protocol.evaluate(_sequences(), _timed_session, config, shards[-1], shard=(i, 3), progress=False,
+                          settings={"weights": "w1", "paths": {"input": f"/host{i}/DAVIS"}})
+    protocol.evaluate(_sequences(), _timed_session, config, whole, progress=False, resume=True,
+                      settings={"weights": "w1", "paths": {"input": "/elsewhere/DAVIS"}})  # paths do not count
     assert [r["sequence"] + r["scribble_idx"] for r in _rows(shards[0] / "report.csv")][::3 * T] == ["a1", "c1"]
     merged = tmp_path / "merged"
     protocol.merge(shards[::-1], merged)
     for name in ("report.csv", "summary.json"):
         assert (merged / name).read_text() == (whole / name).read_text(), name
-    assert json.loads((merged / "settings.json").read_text()) == json.loads((whole / "settings.json").read_text())
+    merged_settings = json.loads((merged / "settings.json").read_text())
+    assert merged_settings["paths"] == [{"input": f"/host{i}/DAVIS"} for i in range(3)]
+    whole_settings = json.loads((whole / "settings.json").read_text())
+    assert {**merged_settings, "paths": None} == {**whole_settings, "paths": None}
 
 
 def test_merge_refuses_missing_duplicated_incomplete_or_different_shards(tmp_path):

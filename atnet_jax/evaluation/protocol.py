@@ -25,7 +25,6 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -41,6 +40,7 @@ from atnet_jax.interactive.session import Session
 REPORT_COLUMNS = ("sequence", "scribble_idx", "interaction", "object_id", "frame", "jaccard", "contour",
                   "j_and_f", "timing")
 SETTINGS_FILE = "settings.json"
+INFO_KEY = "paths"  # in settings.json: where the run read its data (informative; hosts may differ)
 SAMPLES_DIR = "samples"
 FAILED_FILE = "failed.json"
 OUTPUT_FILES = ("report.csv", "summary.json", "curve.png")
@@ -219,6 +219,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _comparable(settings: dict[str, Any], *ignore: str) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in (INFO_KEY, *ignore)}
+
+
 def _describe_differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -263,9 +267,10 @@ def check_output(output: Path, settings: dict[str, Any] | None, *, resume: bool,
         if not saved_path.is_file():
             raise OutputConflict(f"cannot resume {output}: it holds results but no {SETTINGS_FILE}")
         saved = _read_json(saved_path)
-        if settings is not None and saved != settings:
+        if settings is not None and _comparable(saved) != _comparable(settings):
             raise OutputConflict(f"cannot resume {output}: it was run with other settings "
-                                 f"({_describe_differences(saved, settings)}); pass --overwrite to "
+                                 f"({_describe_differences(_comparable(saved), _comparable(settings))}); "
+                                 f"pass --overwrite to "
                                  f"start again there or choose another --output")
         return
     if _holds_results(output):
@@ -274,9 +279,16 @@ def check_output(output: Path, settings: dict[str, Any] | None, *, resume: bool,
 
 
 def _clear_results(output: Path) -> None:
+    """Remove an earlier run's files (only those: ``output`` may hold other things)."""
     for name in (*OUTPUT_FILES, SETTINGS_FILE, FAILED_FILE):
         (output / name).unlink(missing_ok=True)
-    shutil.rmtree(output / SAMPLES_DIR, ignore_errors=True)
+    samples = output / SAMPLES_DIR
+    if samples.is_dir():
+        for path in samples.glob("*/*.json"):
+            path.unlink()
+        for folder in [*samples.iterdir(), samples]:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -324,6 +336,7 @@ def evaluate(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    raise_errors: bool = False,
 ) -> dict[str, Any] | None:
     """Run the protocol over this shard's samples of ``sequences``; write each finished sample to
     ``output/samples/`` at once, then ``report.csv``, ``summary.json`` and ``curve.png`` from all finished
@@ -331,7 +344,8 @@ def evaluate(
     ``settings.json``; ``resume`` skips the samples already finished there (same settings only).
 
     Returns the summary dict (None when no sample finished). Raises :class:`SamplesFailed` at the end,
-    after writing the others' results, when samples failed (an unreadable sequence fails its samples only).
+    after writing the others' results, when samples failed (an unreadable sequence fails its samples only);
+    with ``raise_errors`` the first failure is raised at once instead (for its traceback).
     """
     from tqdm import tqdm
 
@@ -366,7 +380,9 @@ def evaluate(
                 if isinstance(seq, BaseException):
                     raise seq
                 record = _play(seq, int(idx), make_session, robot, config, bar)
-            except Exception as err:  # noqa: BLE001 (recorded; the other samples go on)
+            except Exception as err:  # recorded; the other samples go on
+                if raise_errors:
+                    raise
                 failed[key] = _one_line(err)
                 tqdm.write(f"sample {key} failed: {failed[key]}")
                 continue
@@ -475,9 +491,9 @@ def merge(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) 
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not an evaluation output ({path} not found)")
         settings.append(_read_json(path))
-    base = {k: v for k, v in settings[0].items() if k != "shard"}
+    base = _comparable(settings[0], "shard")
     for folder, s in zip(shard_dirs[1:], settings[1:]):
-        other = {k: v for k, v in s.items() if k != "shard"}
+        other = _comparable(s, "shard")
         if other != base:
             raise ValueError(f"cannot merge {shard_dirs[0]} and {folder}: they ran with different settings "
                              f"({_describe_differences(base, other)})")
@@ -511,6 +527,10 @@ def merge(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) 
         records.update(found)  # type: ignore[arg-type]
 
     merged = {**base, "shard": "0/1"}
+    infos = [s[INFO_KEY] for _, s in sorted(zip((i for i, _ in shards), settings), key=lambda p: p[0])
+             if INFO_KEY in s]  # in shard order
+    if infos:
+        merged[INFO_KEY] = infos[0] if all(i == infos[0] for i in infos) else infos
     check_output(output, merged, resume=False, overwrite=overwrite)
     output.mkdir(parents=True, exist_ok=True)
     _clear_results(output)
