@@ -208,7 +208,8 @@ def test_sharded_run_merges_into_the_unsharded_report(tmp_path, weights):
     assert _report_without_timing(tmp_path / "m" / "report.csv") == _report_without_timing(
         tmp_path / "whole" / "report.csv")
     merged, whole = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("m", "whole"))
-    assert merged["curve"]["metric"] == whole["curve"]["metric"] and merged["curve"]["J_AND_F"] == whole["curve"]["J_AND_F"]
+    assert merged["curve"]["metric"] == whole["curve"]["metric"]
+    assert merged["curve"]["J_AND_F"] == whole["curve"]["J_AND_F"]
     assert len(merged["curve"]["time"]) == len(whole["curve"]["time"]) == 4
     # a missing shard, and resuming with other settings, are refused
     assert evaluate.main(["--merge", str(tmp_path / "s0"), "--output", str(tmp_path / "m2")]) == 1

@@ -577,8 +577,8 @@ def plot_curve(records: list[dict[str, Any]], result: dict[str, Any], config: Pr
         left.axvline(threshold, color="gray", linestyle="--", linewidth=1)
         left.plot([threshold], [at_threshold], marker="s", color="gray", label=f"@{threshold:g} s: {at_threshold:.3f}")
     else:
-        left.text(0.02, 0.97, f"the {threshold:g} s threshold lies beyond this range\n(value there: {at_threshold:.3f})",
-                  transform=left.transAxes, va="top", fontsize=8, color="gray")
+        note = f"the {threshold:g} s threshold lies beyond this range\n(value there: {at_threshold:.3f})"
+        left.text(0.02, 0.97, note, transform=left.transAxes, va="top", fontsize=8, color="gray")
     left.set(xlabel="model time [s]", ylabel=config.metric, xlim=(lo, hi), ylim=(0, 1),
              title=f"AUC {result['auc']:.3f}, @{threshold:g}s {at_threshold:.3f}")
     left.legend(loc="lower right", fontsize=8)
