@@ -128,7 +128,8 @@ def test_protocol_scores_and_summary_on_an_oracle(tmp_path):
     seq = SequenceData("oracle", np.zeros((T, H, W, 3), np.uint8), gt, 1, [None])
     config = ProtocolConfig(max_rounds=3, metric="J")
     result = evaluate([seq], lambda s: _OracleSession(s.gt, s.num_objects), config, tmp_path, progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    with open(tmp_path / "report.csv") as f:
+        rows = list(csv.DictReader(f))
     # Round 1 reveals half the frames (J = 1 there, 0 elsewhere); round 2 all of them; the robot then finds
     # nothing to correct and the sample ends after 2 rounds.
     per_round = {i: np.mean([float(r["jaccard"]) for r in rows if r["interaction"] == str(i)]) for i in (1, 2)}
@@ -139,24 +140,6 @@ def test_protocol_scores_and_summary_on_an_oracle(tmp_path):
     area = 10 * 0.5 / 2 + 10 * (0.5 + 1.0) / 2 + 70 * 1.0
     assert result["auc"] == pytest.approx(area / 90)
     assert result["metric_at_threshold"]["value"] == pytest.approx(1.0)
-
-
-def test_an_interrupted_run_leaves_no_report(tmp_path):
-    from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, evaluate
-
-    gt = np.ones((T, H, W), np.uint8)
-    seqs = [SequenceData(f"s{i}", np.zeros((T, H, W, 3), np.uint8), gt, 1, [None]) for i in range(2)]
-    made = []
-
-    def make_session(seq):
-        if made:
-            raise RuntimeError("model crashed")
-        made.append(seq)
-        return _OracleSession(seq.gt, 1)
-
-    with pytest.raises(RuntimeError, match="crashed"):
-        evaluate(seqs, make_session, ProtocolConfig(max_rounds=2), tmp_path, progress=False)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
@@ -200,3 +183,80 @@ def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
         assert len(lines) == 1 and "Traceback" not in err, err
         assert lines[0].startswith("python -m atnet_jax.evaluate: error: ") and needle in lines[0], err
     assert not out.exists() or not list(out.glob("*.csv"))
+
+
+def _report_without_timing(path):
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "timing"} for row in csv.DictReader(f)]
+
+
+def test_sharded_run_merges_into_the_unsharded_report(tmp_path, weights):
+    """Two shards, merged, give the single run's report.csv (up to the timing column: model time is measured) and
+    the timing-independent part of summary.json (the metric curve; AUC and @60s follow the measured times).
+    tests/test_protocol.py compares the whole files with fixed timings."""
+    root = tmp_path / "davis"
+    _make_folder(root, "withscr", 2, palette=True, scribbles=True)
+    _make_folder(root, "robotstart", 2, palette=True, scribbles=False)
+    _make_folder(root, "third", 1, palette=True, scribbles=True)
+    common = ["--checkpoint", str(weights), "--input", str(root), "--max-rounds", "2"]
+    assert evaluate.main([*common, "--output", str(tmp_path / "whole")]) == 0
+    for i in (0, 1):
+        assert evaluate.main([*common, "--shard", f"{i}/2", "--output", str(tmp_path / f"s{i}")]) == 0
+    # samples in order robotstart/1, third/1, withscr/1: shard 0/2 holds the first and the last
+    assert {r["sequence"] for r in _report_without_timing(tmp_path / "s0" / "report.csv")} == {"robotstart", "withscr"}
+    assert evaluate.main(["--merge", str(tmp_path / "s1"), str(tmp_path / "s0"), "--output", str(tmp_path / "m")]) == 0
+    assert _report_without_timing(tmp_path / "m" / "report.csv") == _report_without_timing(
+        tmp_path / "whole" / "report.csv")
+    merged, whole = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("m", "whole"))
+    assert merged["curve"]["metric"] == whole["curve"]["metric"]
+    assert merged["curve"]["J_AND_F"] == whole["curve"]["J_AND_F"]
+    assert len(merged["curve"]["time"]) == len(whole["curve"]["time"]) == 4
+    # a missing shard, and resuming with other settings, are refused
+    assert evaluate.main(["--merge", str(tmp_path / "s0"), "--output", str(tmp_path / "m2")]) == 1
+    assert evaluate.main([*common, "--shard", "0/2", "--output", str(tmp_path / "s1"), "--resume"]) == 2
+    assert evaluate.main([*common, "--shard", "2/2", "--output", str(tmp_path / "s2")]) == 2
+
+
+def test_a_corrupt_sequence_fails_alone_and_resume_finishes_the_run(tmp_path, weights, capsys):
+    root = tmp_path / "davis"
+    _make_folder(root, "good", 1, palette=True, scribbles=True)
+    _make_folder(root, "zbad", 1, palette=True, scribbles=False)
+    frame = root / "JPEGImages" / "480p" / "zbad" / "00002.jpg"
+    intact = frame.read_bytes()
+    frame.write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(weights), "--input", str(root), "--output", str(out), "--max-rounds", "2"]
+    assert evaluate.main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1 and "1 of 2 sample(s) failed: zbad/1" in lines[0] and "00002.jpg" in lines[0], err
+    assert {r["sequence"] for r in _report_without_timing(out / "report.csv")} == {"good"}
+    kept = out / "samples" / "good" / "1.json"
+    before = kept.stat().st_mtime_ns
+    assert evaluate.main([*argv, "--max-rounds", "3", "--resume"]) == 2  # other settings
+    assert "max_rounds 2 then, 3 now" in capsys.readouterr().err
+    frame.write_bytes(intact)
+    assert evaluate.main([*argv, "--resume"]) == 0
+    assert {r["sequence"] for r in _report_without_timing(out / "report.csv")} == {"good", "zbad"}
+    assert kept.stat().st_mtime_ns == before  # the finished sample was not run again
+    assert not (out / "failed.json").exists()
+
+
+def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
+    from atnet_jax.data.davis import DavisFolder
+
+    sources = evaluate.discover_sequences(DavisFolder(shared_path("data", "davis_mini")), None, None)
+    assert [(s.name, s.num_samples) for s in sources] == [("bear", 2), ("car-shadow", 1), ("tennis", 1)]
+    out = capsys.readouterr().out
+    assert "skipped 1 sequence(s): blackswan (no frames: " in out and "JPEGImages/480p/blackswan not found" in out
+
+
+def test_weights_count_by_their_contents(tmp_path, weights):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(weights, copy)
+    assert evaluate.weights_fingerprint(copy) == evaluate.weights_fingerprint(weights)
+    config = copy / "atnet_jax.json"
+    config.write_text(config.read_text() + " ")
+    assert evaluate.weights_fingerprint(copy) != evaluate.weights_fingerprint(weights)
