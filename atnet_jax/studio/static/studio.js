@@ -190,7 +190,7 @@ function draw() {
     ctx.drawImage(mask.edges, 0, 0, canvas.width, canvas.height);
     ctx.restore();
   }
-  for (const s of state.server.strokes[String(t)] || []) strokePath(s, 2, 0.55, true);
+  for (const s of state.server.strokes[String(t)] || []) strokePath(s, 2.5, 0.85, false);
   if (state.submitted && state.submitted.frame === t) for (const s of state.submitted.strokes) strokePath(s, 3, 0.8, false);
   for (const s of state.pending.get(t) || []) strokePath(s, 3, 1, false);
   if (state.drawing) strokePath(state.drawing, 3, 1, false);
