@@ -7,7 +7,7 @@ process), rounds submitted over HTTP, progress read from the event stream, masks
 Setups:
   1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
   2. a generated 480p video of 50 frames (480x854) with the demo weights: latencies, and RSS over --rounds rounds
-     (each round's state, 164 MB of probabilities, goes to the workspace on disk, not to memory);
+     (each round's state, up to 164 MB of probabilities, goes to the workspace on disk, not to memory);
   3. the same 480p video with the full-size networks (paper config, random weights): the first round's
      latencies only, then the round is cancelled (a full-size round over 50 frames takes minutes here).
 

@@ -197,6 +197,10 @@ def test_undo_back_to_the_start_and_resume(studio, demo, tmp_path):
     run_round(client, demo["frame"], [click(1, 0.3, 0.7)])  # the same frame again: strokes accumulate
     assert len(client.get("/api/state").json()["strokes"][str(demo["frame"])]) == len(demo["strokes"]) + 1
 
+    # Later rounds store only the frames they changed; undo and resume read the others from earlier steps.
+    stored = [json.loads((ws.root / "steps" / f"{i:04d}" / "state.json").read_text())["frames"] for i in (1, 2, 3)]
+    assert stored[0] == list(range(12)) and 0 < len(stored[2]) < 12 and 0 not in stored[1]
+
     # A new server on the same workspace resumes it exactly.
     resumed = make_workspace(demo, ws.root)
     np.testing.assert_array_equal(resumed.session.labels, ws.session.labels)

@@ -4,8 +4,10 @@ object edits) kept on disk for undo and resume, live progress of the running rou
 Workspace folder::
 
     studio.json            the video, the weights, the objects (names, colours) and the list of steps
-    steps/0001/            the session's state after step 1: probabilities.npy [T, K, H, W] float32,
-                           indicators.npy [R, K, h, w, C] float32, state.json (annotated frames, strokes)
+    steps/0001/            the session's state after step 1: probabilities.npy [F, K, H, W] float32 of the F
+                           frames the step changed (all T after an object edit; the others are read from
+                           earlier steps), indicators.npy [R, K, h, w, C] float32, state.json (annotated
+                           frames, strokes, which frames probabilities.npy holds)
     scribbles/001.json     round 1's strokes as a DAVIS scribble file (one per round, in round order)
     masks/00000.png        the current masks, palette PNGs (DAVIS palette, 0 = background, k = object k)
     video/                 the generated demo video (a DAVIS folder), when the studio runs on the demo
@@ -241,25 +243,31 @@ class Workspace:
     def _step_dir(self, index: int) -> Path:
         return self.root / "steps" / f"{index:04d}"
 
-    def _write_state(self, index: int) -> None:
-        """The session's state as step ``index``: written beside its folder, then renamed into place."""
+    def _write_state(self, index: int, changed: Sequence[int] | None) -> None:
+        """The session's state as step ``index``: written beside its folder, then renamed into place.
+
+        ``changed``: the frames whose probabilities changed since the previous step (a round's range); only
+        those are written, the others are read from earlier steps. None writes every frame (a full step, as
+        after an object edit, which changes every frame's object count)."""
         state = self.session.snapshot()
+        frames = list(range(self.num_frames)) if changed is None else sorted(set(changed))
         steps = self.root / "steps"
         steps.mkdir(exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=steps))
         try:
             _make_readable(tmp)
             probs = np.lib.format.open_memmap(tmp / "probabilities.npy", "w+", np.float32,
-                                              (self.num_frames, len(self.objects), self.height, self.width))
-            for t in range(self.num_frames):
-                probs[t] = state.probabilities[t]
+                                              (len(frames), len(self.objects), self.height, self.width))
+            for i, t in enumerate(frames):
+                probs[i] = state.probabilities[t]
             probs.flush()
             del probs
             indicators = (np.stack(state.indicators) if state.indicators
                           else np.zeros((0, len(self.objects)), np.float32))
             np.save(tmp / "indicators.npy", indicators.astype(np.float32))
             strokes = {str(t): s for t, s in state.strokes.items()}
-            (tmp / "state.json").write_text(json.dumps({"annotated": state.annotated, "strokes": strokes}))
+            (tmp / "state.json").write_text(json.dumps({"annotated": state.annotated, "strokes": strokes,
+                                                        "frames": frames, "full": changed is None}))
             final = self._step_dir(index)
             if final.exists():
                 shutil.rmtree(final)
@@ -269,12 +277,36 @@ class Workspace:
             raise
 
     def _read_state(self, index: int) -> SessionState:
-        folder = self._step_dir(index)
+        """Step ``index``'s state: each frame's probabilities from the latest step up to ``index`` that wrote
+        it (back to the last full step; frames no step wrote are the start's zeros)."""
+        def load(i: int) -> tuple[dict, Path]:
+            folder = self._step_dir(i)
+            try:
+                return json.loads((folder / "state.json").read_text(encoding="utf-8")), folder
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{folder}: cannot read the saved step ({err})") from err
+
+        state, folder = load(index)
         try:
-            probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
             indicators = np.load(folder / "indicators.npy")
-            state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
+            missing = set(range(self.num_frames))
+            probabilities = None
+            i, step = index, state
+            while missing and i >= 1:
+                stored = np.load(self._step_dir(i) / "probabilities.npy", mmap_mode="r")
+                if probabilities is None:
+                    probabilities = np.zeros((self.num_frames, stored.shape[1], self.height, self.width), np.float32)
+                for row, t in enumerate(step["frames"]):
+                    if t in missing:
+                        probabilities[t] = stored[row]
+                        missing.discard(t)
+                del stored
+                if step["full"]:
+                    break
+                i -= 1
+                if i >= 1:
+                    step, _ = load(i)
+        except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"{folder}: cannot read the saved step ({err})") from err
         return SessionState(probabilities, [int(a) for a in state["annotated"]],
                             {int(t): s for t, s in state["strokes"].items()}, list(indicators))
@@ -296,10 +328,11 @@ class Workspace:
         frames[frame] = strokes
         return {"scribbles": frames, "sequence": self.name}
 
-    def _commit(self, step: dict, changed: Sequence[int]) -> None:
-        """Save the session's state as a new step, the masks of ``changed`` frames, and the step list."""
+    def _commit(self, step: dict, changed: Sequence[int], *, full: bool = False) -> None:
+        """Save the session's state as a new step (only the ``changed`` frames' probabilities unless ``full``),
+        the masks of ``changed`` frames, and the step list."""
         index = len(self.steps) + 1
-        self._write_state(index)
+        self._write_state(index, None if full else changed)
         if step["kind"] == "round":
             path = self.root / "scribbles" / f"{len(self._round_files()) + 1:03d}.json"
             write_json(path, self.scribble_file(step["frame"], step["strokes"]))
@@ -517,7 +550,7 @@ class Workspace:
         new_id = self.session.add_object()
         self.objects.append(self._new_object())
         self._commit({"kind": "add_object", "object": new_id, "before": before,
-                      "objects": [o["uid"] for o in self.objects]}, [])
+                      "objects": [o["uid"] for o in self.objects]}, [], full=True)
         self.events.publish("state", reason="add_object")
         return new_id
 
@@ -529,7 +562,7 @@ class Workspace:
         self.session.remove_object(object_id)
         removed = self.objects.pop(object_id - 1)
         self._commit({"kind": "remove_object", "object": object_id, "before": before, "removed": [removed],
-                      "objects": [o["uid"] for o in self.objects]}, range(self.num_frames))
+                      "objects": [o["uid"] for o in self.objects]}, range(self.num_frames), full=True)
         self._bump_all()
         self.events.publish("state", reason="remove_object")
 
