@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import secrets
 import socket
 import sys
@@ -169,6 +170,12 @@ def open_workspace(args: argparse.Namespace):
     return ws
 
 
+def can_open_browser() -> bool:
+    """A graphical browser can be opened here (on a server over SSH, Python's fallback would start a text
+    browser in this terminal instead)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (a UsageError naming the flag if it cannot be had)."""
     try:
@@ -206,7 +213,7 @@ def studio(args: argparse.Namespace) -> None:
     print(f"the studio is at {url}  (Ctrl-C stops it; the workspace keeps every finished round)")
     if token:
         print("it listens beyond this machine: every request needs the token above")
-    if not args.no_browser:
+    if not args.no_browser and can_open_browser():
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
     try:

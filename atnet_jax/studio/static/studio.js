@@ -375,10 +375,9 @@ async function run() {
     state.submitted = { frame, strokes };
     state.pending.delete(frame);
     try {
-      const r = await api("POST", "/api/rounds", { frame, strokes });
-      state.running = { frame, total: r.total, done: 0, updated: new Set() };
-      state.progress = null;
-      setStatus(`running a round on frame ${frame} ...`);
+      await api("POST", "/api/rounds", { frame, strokes });
+      // The round_start event sets state.running; a fast round may already have ended (submitted cleared).
+      if (state.submitted) setStatus(`running a round on frame ${frame} ...`);
     } catch (err) {
       state.pending.set(frame, strokes);
       state.submitted = null;
@@ -541,6 +540,7 @@ function connect() {
     const event = JSON.parse(message.data);
     if (event.type === "round_start") {
       state.running = { frame: event.frame, total: event.total, done: 0, updated: new Set() };
+      state.progress = null;
       renderFrame();
     } else if (event.type === "frame") {
       state.versions[event.t] = event.version;
