@@ -426,3 +426,30 @@ def test_cli_usage_errors_before_loading_anything(tmp_path, capsys):
     assert main(["--port", "70000"]) == 2
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+
+
+def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
+    """``--workspace DIR`` alone reopens DIR's video and weights with its rounds; another video is refused."""
+    from atnet_jax import cli
+    from atnet_jax.studio.__main__ import build_parser, open_workspace
+
+    ws = make_workspace(demo, tmp_path / "ws")
+    live = ws.begin_round(demo["frame"])
+    ws.run_round(live, demo["strokes"])
+    labels = np.array(ws.session.labels)
+    ws.close()
+
+    resumed = open_workspace(build_parser().parse_args(["--workspace", str(ws.root)]))
+    assert "resumed, 1 round(s)" in capsys.readouterr().out
+    assert resumed.video["args"] == ["--input", str(demo["root"]), "--sequence", NAME] and resumed.demo_weights
+    np.testing.assert_array_equal(resumed.session.labels, labels)
+    assert resumed.session.strokes == {demo["frame"]: demo["strokes"]}
+    resumed.close()
+
+    other = tmp_path / "frames"
+    other.mkdir()
+    from atnet_jax.data.davis import write_frame
+
+    write_frame(other / "00000.jpg", np.zeros((240, 432, 3), np.uint8))
+    with pytest.raises(cli.UsageError, match="holds the rounds of"):
+        open_workspace(build_parser().parse_args(["--workspace", str(ws.root), "--input", str(other)]))
