@@ -215,13 +215,23 @@ def studio(args: argparse.Namespace) -> None:
         print("it listens beyond this machine: every request needs the token above")
     if not args.no_browser and can_open_browser():
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    studio_app = app.app.state.studio
+    signals: list[int] = []
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:  # Ctrl-C: end the event streams too, then stop
+            signals.append(sig)
+            studio_app.stopping = True
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
-        print(f"\nstopped; the workspace is in {ws.root}", file=sys.stderr)
-        raise SystemExit(130) from None
-    print(f"stopped; the workspace is in {ws.root}")
+        signals.append(2)
+    print(f"stopped; the workspace is in {ws.root}", file=sys.stderr)
+    if signals:
+        raise SystemExit(130)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

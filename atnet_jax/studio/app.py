@@ -47,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
 TOKEN_COOKIE = "atnet_studio_token"
 KEEPALIVE_S = 15.0
+POLL_S = 0.5  # how often an idle event stream checks whether the server is stopping
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -80,6 +81,7 @@ class Studio:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
+        self.stopping = False  # set when the server shuts down: event streams end
 
     async def _step(self, fn: Callable[[], Any]) -> Any:
         """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
@@ -170,15 +172,20 @@ class Studio:
             try:
                 yield "retry: 1000\n\n"
                 pending = list(backlog)
-                while True:
+                quiet = 0.0
+                while not self.stopping:
                     if pending:
                         event = pending.pop(0)
                     else:
                         try:
-                            event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                            event = await asyncio.wait_for(queue.get(), POLL_S)
                         except asyncio.TimeoutError:
-                            yield ": keep-alive\n\n"
+                            quiet += POLL_S
+                            if quiet >= KEEPALIVE_S:
+                                quiet = 0.0
+                                yield ": keep-alive\n\n"
                             continue
+                    quiet = 0.0
                     yield f"id: {event['id']}\ndata: {json.dumps(event)}\n\n"
                     if until is not None and event["type"] == until:
                         return
