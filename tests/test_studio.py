@@ -16,7 +16,8 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from atnet_jax.studio.workspace import Workspace, binary_entropy, rle_decode, rle_encode  # noqa: E402
+from atnet_jax.studio.export import rle_decode, rle_encode  # noqa: E402
+from atnet_jax.studio.workspace import Workspace, binary_entropy  # noqa: E402
 
 NAME = "shapes"
 

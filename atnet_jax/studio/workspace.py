@@ -90,27 +90,6 @@ def binary_entropy(p: np.ndarray) -> float:
     return float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))
 
 
-def rle_encode(mask: np.ndarray) -> dict:
-    """COCO-style uncompressed RLE of a binary ``mask: [H, W]``: ``{"size": [H, W], "counts": [...]}`` with
-    run lengths in column-major order, starting with a run of zeros (possibly empty)."""
-    flat = np.asarray(mask, bool).ravel(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
-
-
-def rle_decode(rle: dict) -> np.ndarray:
-    """Inverse of :func:`rle_encode` -> ``[H, W]`` bool."""
-    height, width = rle["size"]
-    values = np.zeros(len(rle["counts"]), bool)
-    values[1::2] = True
-    flat = np.repeat(values, rle["counts"])
-    return flat.reshape((height, width), order="F")
-
-
 @dataclasses.dataclass
 class LiveRound:
     """The running round: its frame, the frames it will update, and how far it got."""
@@ -596,49 +575,28 @@ class Workspace:
         return True, "replaying the scribble files in order with --objects gives these masks byte for byte"
 
     def export(self) -> list[str]:
-        """Write ``export/`` (replaced as a whole): the masks as DAVIS palette PNGs ``<name>/%05d.png``, an
-        overlay video ``<name>_overlay.mp4``, ``<name>_rle.json`` (COCO-style RLE per frame and object), the
-        rounds' scribble files ``scribbles/NNN.json`` and ``replay.json`` (the command that reproduces the masks).
-        Returns the files written, relative to the export folder."""
+        """Write ``export/`` in the workspace, replaced as a whole (see :func:`atnet_jax.studio.export.write_export`);
+        returns the files written, relative to it."""
+        from atnet_jax.studio.export import write_export
+
+        palette = DAVIS_PALETTE.copy()
+        for i, o in enumerate(self.objects):
+            palette[i + 1] = rgb(o["colour"])
+        files = self._round_files()
+        exact, why = self.replay_exact()
+        command = ["python", "-m", "atnet_jax.infer", *self.video.get("args", []), "--objects", str(len(self.objects)),
+                   "--scribbles", *[f"export/scribbles/{p.name}" for p in files], "--output", "replay"]
+        if not self.demo_weights:
+            command[3:3] = ["--checkpoint", self.checkpoint]
+        replay = {"exact": exact, "why": why, "command": command, "run_in": str(self.root)}
         target = self.root / "export"
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.root))
         try:
-            _make_readable(tmp)
-            written = []
-            rle: dict[str, Any] = {"name": self.name, "height": self.height, "width": self.width,
-                                   "objects": [{"id": i + 1, "name": o["name"]} for i, o in enumerate(self.objects)],
-                                   "frames": []}
-            for t in range(self.num_frames):
-                labels = np.asarray(self.session.labels[t])
-                write_mask(tmp / self.name / f"{t:05d}.png", labels)
-                rle["frames"].append({"frame": t, "objects": {str(k + 1): rle_encode(labels == k + 1)
-                                                              for k in range(len(self.objects))}})
-            written.append(f"{self.name}/")
-            (tmp / f"{self.name}_rle.json").write_text(json.dumps(rle))
-            written.append(f"{self.name}_rle.json")
-            video = tmp / f"{self.name}_overlay.mp4"
-            palette = DAVIS_PALETTE.copy()
-            for i, o in enumerate(self.objects):
-                palette[i + 1] = rgb(o["colour"])
-            write_overlay_video(video, self.session.frames, lambda t: np.asarray(self.session.labels[t]),
-                                self.num_frames, palette)
-            written.append(video.name)
-            files = self._round_files()
-            scribbles = tmp / "scribbles"
-            scribbles.mkdir()
-            for path in files:
-                shutil.copyfile(path, scribbles / path.name)
-            written += [f"scribbles/{p.name}" for p in files]
-            exact, why = self.replay_exact()
-            command = ["python", "-m", "atnet_jax.infer", *self.video.get("args", []),
-                       "--objects", str(len(self.objects)), "--scribbles",
-                       *[f"export/scribbles/{p.name}" for p in files], "--output", "replay"]
-            if not self.demo_weights:
-                command[3:3] = ["--checkpoint", self.checkpoint]
-            (tmp / "replay.json").write_text(json.dumps({"exact": exact, "why": why, "command": command,
-                                                         "run_in": str(self.root)}, indent=1))
-            written.append("replay.json")
-            for path in tmp.rglob("*"):
+            written = write_export(tmp, name=self.name, frames=self.session.frames,
+                                   labels=lambda t: np.asarray(self.session.labels[t]), num_frames=self.num_frames,
+                                   object_names=[o["name"] for o in self.objects], palette=palette,
+                                   scribble_files=files, replay=replay)
+            for path in [tmp, *tmp.rglob("*")]:
                 _make_readable(path)
             old = self.root / ".export-old"
             shutil.rmtree(old, ignore_errors=True)
@@ -654,22 +612,3 @@ class Workspace:
 
     def close(self) -> None:
         self.session.close()
-
-
-def write_overlay_video(path: Path, frames: Any, labels: Callable[[int], np.ndarray], num_frames: int,
-                        palette: np.ndarray, fps: float = 10.0) -> None:
-    """The masks over the frames as an MP4 (mp4v) at the video's size; ``labels(t) -> [H, W]`` uint8."""
-    import cv2
-
-    from atnet_jax.visualize import overlay
-
-    first = np.asarray(frames[0])
-    height, width = first.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder)")
-    try:
-        for t in range(num_frames):
-            writer.write(overlay(np.asarray(frames[t]), labels(t), palette)[:, :, ::-1])
-    finally:
-        writer.release()
