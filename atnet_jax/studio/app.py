@@ -29,7 +29,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,7 +45,7 @@ from atnet_jax.studio.workspace import StudioError, Workspace
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
-TOKEN_COOKIE = "atnet_studio_token"
+TOKEN_COOKIE = "atnet_studio_token_{port}"  # per port: cookies are shared by every port of a host
 KEEPALIVE_S = 15.0
 POLL_S = 0.5  # how often an idle event stream checks whether the server is stopping
 NO_STORE = {"Cache-Control": "no-store"}
@@ -243,9 +243,10 @@ class Guard:
             bearer = headers.get("authorization", "")
             bearer = bearer[7:] if bearer.lower().startswith("bearer ") else ""
             cookie = SimpleCookie()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(CookieError):  # a malformed Cookie header counts as no cookie
                 cookie.load(headers.get("cookie", ""))
-            from_cookie = cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else ""
+            cookie_name = TOKEN_COOKIE.format(port=(scope.get("server") or ("", 0))[1])
+            from_cookie = cookie[cookie_name].value if cookie_name in cookie else ""
             if not any(secrets.compare_digest(c.encode(), self.token.encode())
                        for c in (query, bearer, from_cookie) if c):
                 return await error(401, "missing or wrong access token (open the URL with ?token= that the "
@@ -258,7 +259,7 @@ class Guard:
 
         async def send_with_cookie(message: dict) -> None:
             if set_cookie and message["type"] == "http.response.start":
-                value = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                value = f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
                 message = {**message, "headers": [*message.get("headers", []),
                                                   (b"set-cookie", value.encode("latin-1"))]}
             await send(message)
