@@ -136,6 +136,11 @@ def test_studio_in_browser(tmp_path):
             assert j.mean() > 0.5, f"mean J {j.mean():.3f}"
             timeline = page.get_by_test_id("timeline-cell-0")
             assert "annotated" in timeline.get_attribute("class")
+            page.get_by_test_id("timeline-cell-5").click()
+            assert page.get_by_test_id("frame-label").inner_text() == f"frame 5 / {num_frames - 1}"
+            page.keyboard.press("ArrowRight")
+            assert page.get_by_test_id("frame-label").inner_text() == f"frame 6 / {num_frames - 1}"
+            page.keyboard.press("Home")
             page.wait_for_timeout(300)  # the last mask image to arrive
             shot = tmp_path / "studio.png"
             page.screenshot(path=str(shot))

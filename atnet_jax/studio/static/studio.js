@@ -619,11 +619,19 @@ $("first").onclick = () => seek(0);
 $("prev").onclick = () => seek(state.t - 1);
 $("next").onclick = () => seek(state.t + 1);
 $("last").onclick = () => seek(state.server.num_frames - 1);
-$("timeline").onclick = (event) => {
-  const cells = [...$("timeline").children];
-  const i = cells.indexOf(event.target);
-  if (i >= 0) seek(i);
-};
+// The timeline is also a slider: press and drag along it.
+function seekTimeline(event) {
+  const rect = $("timeline").getBoundingClientRect();
+  seek(Math.floor(((event.clientX - rect.left) / rect.width) * state.server.num_frames));
+}
+$("timeline").addEventListener("pointerdown", (event) => {
+  if (!state.server) return;
+  $("timeline").setPointerCapture(event.pointerId);
+  seekTimeline(event);
+});
+$("timeline").addEventListener("pointermove", (event) => {
+  if (state.server && $("timeline").hasPointerCapture(event.pointerId)) seekTimeline(event);
+});
 $("opacity").oninput = (event) => { state.opacity = Number(event.target.value); draw(); };
 $("help-button").onclick = () => { $("help").hidden = false; };
 $("help-close").onclick = () => { $("help").hidden = true; };
