@@ -1,0 +1,300 @@
+"""The studio's HTTP API and page: the routes table, request checks (size, JSON, token, host) and the one
+model thread. No model code here: every change of state goes through :class:`~atnet_jax.studio.workspace.Workspace`.
+
+API (all JSON unless noted; errors are ``{"error": "<one line>"}`` with a 4xx status):
+
+=======  =========================  =====================================================================
+GET      /api/state                 the video, objects, steps, annotated frames, strokes, mask versions
+GET      /api/frames/{t}            frame t as JPEG
+GET      /api/masks/{t}             frame t's labels as a palette PNG (index k = object k, 0 transparent)
+POST     /api/rounds                ``{"frame": t, "strokes": [...]}`` (DAVIS strokes) -> 202, runs the round
+POST     /api/cancel                cancel the running round (the previous result comes back exactly)
+POST     /api/undo                  undo the last step (a round or an object edit)
+POST     /api/objects               add an object (empty on every frame)
+PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
+DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
+GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
+POST     /api/export                write the workspace's export/ folder
+GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
+=======  =========================  =====================================================================
+
+POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
+the browser asking first), and a step sent while a round runs gets 409.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from atnet_jax.studio.workspace import StudioError, Workspace
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY = 1 << 20
+TOKEN_COOKIE = "atnet_studio_token_{port}"  # per port: cookies are shared by every port of a host
+KEEPALIVE_S = 15.0
+POLL_S = 0.5  # how often an idle event stream checks whether the server is stopping
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_json(request: Request, *, required: bool = True) -> Any:
+    """The request's JSON body, at most :data:`MAX_BODY` bytes; a :class:`StudioError` otherwise."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        raise StudioError(413, f"request body too large (at most {MAX_BODY} bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise StudioError(413, f"request body too large (at most {MAX_BODY} bytes)")
+    if not body:
+        if required:
+            raise StudioError(400, "malformed JSON: the request body is empty")
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise StudioError(400, f"malformed JSON: {str(err).splitlines()[0]}") from None
+
+
+class Studio:
+    """The app's handlers over one workspace, with the single model thread."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
+        self.stopping = False  # set when the server shuts down: event streams end
+
+    async def _step(self, fn: Callable[[], Any]) -> Any:
+        """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
+        self.ws.exclusive()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn)
+        finally:
+            self.ws.busy.release()
+
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    async def state(self, request: Request) -> Response:
+        return JSONResponse(self.ws.summary(), headers=NO_STORE)
+
+    def frame(self, request: Request) -> Response:  # sync: Starlette runs it off the event loop
+        return Response(self.ws.frame_jpeg(request.path_params["t"]), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    def mask(self, request: Request) -> Response:
+        return Response(self.ws.mask_png(request.path_params["t"]), media_type="image/png", headers=NO_STORE)
+
+    async def submit_round(self, request: Request) -> Response:
+        body = await read_json(request)
+        frame, strokes = self.ws.validate_round(body)
+        last_event = self.ws.events.last_id
+        live = self.ws.begin_round(frame)
+        try:
+            self.model_thread.submit(self.ws.run_round, live, strokes)
+        except RuntimeError:  # shutting down
+            self.ws.live = None
+            self.ws.busy.release()
+            raise StudioError(503, "the studio is shutting down") from None
+        return JSONResponse({"frame": frame, "total": live.total, "since": last_event}, status_code=202)
+
+    async def cancel(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        self.ws.cancel()
+        return JSONResponse({"cancelling": True}, status_code=202)
+
+    async def undo(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        step = await self._step(self.ws.undo)
+        return JSONResponse({"undone": {k: v for k, v in step.items() if k != "strokes"},
+                             "state": self.ws.summary()})
+
+    async def add_object(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        object_id = await self._step(self.ws.add_object)
+        return JSONResponse({"id": object_id, "state": self.ws.summary()}, status_code=201)
+
+    async def update_object(self, request: Request) -> Response:
+        body = await read_json(request)
+        obj = self.ws.update_object(request.path_params["k"], body)
+        return JSONResponse({"name": obj["name"], "colour": obj["colour"]})
+
+    async def remove_object(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        k = self.ws.check_object(request.path_params["k"])
+        await self._step(lambda: self.ws.remove_object(k))
+        return JSONResponse({"removed": k, "state": self.ws.summary()})
+
+    async def suggest(self, request: Request) -> Response:
+        result = await asyncio.get_running_loop().run_in_executor(None, self.ws.suggest)
+        return JSONResponse(result)
+
+    async def export(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        files = await self._step(self.ws.export)
+        return JSONResponse({"folder": "export", "files": files})
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events. ``?since=N`` replays the logged events after id N first; ``?until=round_end``
+        ends the stream after the next round_end event (for clients that read one round)."""
+        since = request.query_params.get("since", "")
+        until = request.query_params.get("until")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict] = asyncio.Queue()
+
+        def listener(event: dict) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        last = self.ws.events.subscribe(listener)
+        backlog = self.ws.events.between(int(since), last) if since.isdigit() else []
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 1000\n\n"
+                pending = list(backlog)
+                quiet = 0.0
+                while not self.stopping:
+                    if pending:
+                        event = pending.pop(0)
+                    else:
+                        try:
+                            event = await asyncio.wait_for(queue.get(), POLL_S)
+                        except asyncio.TimeoutError:
+                            quiet += POLL_S
+                            if quiet >= KEEPALIVE_S:
+                                quiet = 0.0
+                                yield ": keep-alive\n\n"
+                            continue
+                    quiet = 0.0
+                    yield f"id: {event['id']}\ndata: {json.dumps(event)}\n\n"
+                    if until is not None and event["type"] == until:
+                        return
+            finally:
+                self.ws.events.unsubscribe(listener)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={**NO_STORE, "X-Accel-Buffering": "no"})
+
+    def close(self) -> None:
+        live = self.ws.live
+        if live is not None:
+            live.cancel.set()
+        self.model_thread.shutdown(wait=True, cancel_futures=True)
+        self.ws.close()
+
+
+async def _studio_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StudioError)
+    return error(exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error(404, f"no such endpoint: {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        return error(405, f"{request.method} is not allowed on {request.url.path}")
+    return error(exc.status_code, str(exc.detail))
+
+
+class Guard:
+    """ASGI middleware: the Host header (against DNS rebinding), the access token, JSON on state changes.
+
+    The token may come as ``?token=``, ``Authorization: Bearer`` or the cookie that a ``?token=`` visit sets.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, token: str | None,
+                 allowed_hosts: list[str] | None) -> None:
+        self.app = app
+        self.token = token
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+        if self.allowed_hosts is not None and host not in self.allowed_hosts:
+            return await error(403, f"host {host!r} is not allowed (open the studio at the URL it printed)")(
+                scope, receive, send)
+        set_cookie = False
+        if self.token is not None:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+            bearer = headers.get("authorization", "")
+            bearer = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+            cookie = SimpleCookie()
+            with contextlib.suppress(CookieError):  # a malformed Cookie header counts as no cookie
+                cookie.load(headers.get("cookie", ""))
+            cookie_name = TOKEN_COOKIE.format(port=(scope.get("server") or ("", 0))[1])
+            from_cookie = cookie[cookie_name].value if cookie_name in cookie else ""
+            if not any(secrets.compare_digest(c.encode(), self.token.encode())
+                       for c in (query, bearer, from_cookie) if c):
+                return await error(401, "missing or wrong access token (open the URL with ?token= that the "
+                                        "studio printed)")(scope, receive, send)
+            set_cookie = bool(query) and not from_cookie
+        if scope["method"] in ("POST", "PATCH", "DELETE", "PUT"):
+            if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                return await error(415, "requests that change state must be sent as application/json")(
+                    scope, receive, send)
+
+        async def send_with_cookie(message: dict) -> None:
+            if set_cookie and message["type"] == "http.response.start":
+                value = f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"set-cookie", value.encode("latin-1"))]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def create_app(workspace: Workspace, *, token: str | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The studio's ASGI app over ``workspace``. ``token``: required on every request when given;
+    ``allowed_hosts``: the Host header values accepted (None: any)."""
+    studio = Studio(workspace)
+    routes = [
+        Route("/", studio.index),
+        Route("/api/state", studio.state),
+        Route("/api/frames/{t:int}", studio.frame),
+        Route("/api/masks/{t:int}", studio.mask),
+        Route("/api/rounds", studio.submit_round, methods=["POST"]),
+        Route("/api/cancel", studio.cancel, methods=["POST"]),
+        Route("/api/undo", studio.undo, methods=["POST"]),
+        Route("/api/objects", studio.add_object, methods=["POST"]),
+        Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),
+        Route("/api/objects/{k:int}", studio.remove_object, methods=["DELETE"]),
+        Route("/api/suggest", studio.suggest),
+        Route("/api/export", studio.export, methods=["POST"]),
+        Route("/api/events", studio.events),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, studio.close)
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={StudioError: _studio_error, HTTPException: _http_error})
+    app.state.studio = studio
+    return Guard(app, token=token, allowed_hosts=allowed_hosts)  # type: ignore[return-value]

@@ -1,0 +1,212 @@
+"""Benchmark the annotation studio as a user meets it: a real server (``python -m atnet_jax.studio`` in its own
+process), rounds submitted over HTTP, progress read from the event stream, masks fetched as PNGs.
+
+    python experiments/bench_studio.py                 # all three setups below (several minutes on 2 cores)
+    python experiments/bench_studio.py --skip-full     # leave out the full-size networks
+
+Setups:
+  1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
+  2. a generated 480p video of 50 frames (480x854) with the demo weights: latencies, and RSS over --rounds rounds
+     (each round's state, up to 164 MB of probabilities, goes to the workspace on disk, not to memory);
+  3. the same 480p video with the full-size networks (paper config, random weights): the first round's
+     latencies only, then the round is cancelled (a full-size round over 50 frames takes minutes here).
+
+Per round: Run -> the annotated frame's mask served (the POST, the server computing the annotated frame, the
+event, the PNG fetched), the server's own time to that frame (interaction maps, A-Net, the T-Net encoder of that
+frame: the model's share), their difference (the studio's overhead, target < 0.3 s), and Run -> the first
+propagated frame's event. RSS is the server's resident memory (/proc) after round 1 and after the last round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def start_server(args: list[str]) -> tuple[subprocess.Popen, str, float]:
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.studio", "--port", "0", "--no-browser", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        match = re.search(r"the studio is at (http://\S+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain
+            return proc, match.group(1), time.perf_counter() - start
+    raise RuntimeError("the studio did not start:\n" + "".join(lines))
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def clicks_inside(gt: np.ndarray, num_objects: int) -> list[dict]:
+    """One positive click at the deepest point of each object of ``gt [H, W]``."""
+    from scipy.ndimage import distance_transform_edt
+
+    height, width = gt.shape
+    strokes = []
+    for k in range(1, num_objects + 1):
+        if not (gt == k).any():
+            continue
+        depth = distance_transform_edt(gt == k)
+        y, x = np.unravel_index(np.argmax(depth), gt.shape)
+        strokes.append({"path": [[x / width, y / height]], "object_id": k, "start_time": 0.0, "end_time": 0.0})
+    return strokes
+
+
+def one_round(client: httpx.Client, url: str, frame: int, strokes: list[dict], *, cancel_after_first: bool = False
+              ) -> dict:
+    """Submit a round and time it from the client: mask of the annotated frame served, first propagated frame."""
+    times: dict[str, float] = {}
+    ready = threading.Event()
+    done = threading.Event()
+    result: dict = {}
+
+    def listen() -> None:
+        with httpx.Client(base_url=url, timeout=None) as events_client, events_client.stream(
+                "GET", "/api/events") as response:
+            ready.set()
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[6:])
+                now = time.perf_counter()
+                if event["type"] == "frame" and event["kind"] == "annotated":
+                    times["annotated_event"] = now
+                    result["server_annotated_s"] = event["elapsed"]
+                    mask = client.get(f"/api/masks/{event['t']}?v={event['version']}")
+                    mask.raise_for_status()
+                    times["annotated_served"] = time.perf_counter()
+                elif event["type"] == "frame" and "first_propagated" not in times:
+                    times["first_propagated"] = now
+                    if cancel_after_first:
+                        client.post("/api/cancel", json={})
+                elif event["type"] == "round_end":
+                    times["end"] = now
+                    result["status"] = event["status"]
+                    result["server_round_s"] = event["seconds"]
+                    done.set()
+                    return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait(30)
+    start = time.perf_counter()
+    response = client.post("/api/rounds", json={"frame": frame, "strokes": strokes})
+    response.raise_for_status()
+    if not done.wait(3600):
+        raise RuntimeError("the round did not end")
+    result["run_to_annotated_served_s"] = times["annotated_served"] - start
+    result["overhead_s"] = result["run_to_annotated_served_s"] - result["server_annotated_s"]
+    if "first_propagated" in times:
+        result["run_to_first_propagated_s"] = times["first_propagated"] - start
+    result["run_to_end_s"] = times["end"] - start
+    return result
+
+
+def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False) -> dict:
+    print(f"== {label}", flush=True)
+    proc, url, startup = start_server(server_args)
+    print(f"   server up in {startup:.1f} s (loading, compiling); RSS {rss_mb(proc.pid):.0f} MB", flush=True)
+    num_frames, num_objects = len(gt), int(gt.max())
+    order = [0, num_frames - 1, num_frames // 2, num_frames // 4, 3 * num_frames // 4, num_frames // 8,
+             3 * num_frames // 8, 5 * num_frames // 8, 7 * num_frames // 8, num_frames // 3]
+    out: dict = {"label": label, "startup_s": round(startup, 1), "rounds": []}
+    try:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            for r in range(rounds):
+                frame = order[r % len(order)]
+                result = one_round(client, url, frame, clicks_inside(gt[frame], num_objects),
+                                   cancel_after_first=cancel_first)
+                result["rss_mb"] = round(rss_mb(proc.pid), 1)
+                result["frame"] = frame
+                out["rounds"].append(result)
+                print(f"   round {r + 1} on frame {frame} ({result['status']}): Run -> annotated mask served "
+                      f"{result['run_to_annotated_served_s']:.3f} s (server {result['server_annotated_s']:.3f} s, "
+                      f"studio overhead {result['overhead_s']:.3f} s), Run -> first propagated "
+                      f"{result.get('run_to_first_propagated_s', float('nan')):.3f} s, round "
+                      f"{result['run_to_end_s']:.1f} s, RSS {result['rss_mb']:.0f} MB", flush=True)
+    finally:
+        stop_server(proc)
+    first, last = out["rounds"][0], out["rounds"][-1]
+    out["overhead_median_s"] = round(statistics.median(r["overhead_s"] for r in out["rounds"]), 3)
+    out["rss_after_1_mb"], out["rss_after_last_mb"] = first["rss_mb"], last["rss_mb"]
+    if rounds > 1:
+        print(f"   RSS after round 1: {first['rss_mb']:.0f} MB, after round {rounds}: {last['rss_mb']:.0f} MB "
+              f"(ratio {last['rss_mb'] / first['rss_mb']:.2f})", flush=True)
+    print(f"   studio overhead, median over rounds: {out['overhead_median_s']:.3f} s (target < 0.3 s)", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10, help="rounds for the RSS measurement (default 10)")
+    parser.add_argument("--skip-full", action="store_true", help="leave out the full-size networks")
+    parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    args = parser.parse_args()
+
+    from atnet_jax.data.davis import DavisFolder
+    from atnet_jax.infer import write_demo_video
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_studio_"))
+    results = []
+    try:
+        demo_ws = root / "demo"
+        write_demo_video(demo_ws / "video")  # where the studio's demo expects it, so that its ground truth is known
+        gt = DavisFolder(demo_ws / "video").read_masks("shapes")
+        results.append(bench("demo video (12 x 240x432), demo weights", ["--workspace", str(demo_ws)], gt,
+                             rounds=args.rounds))
+
+        video = root / "video480"
+        write_demo_video(video, name="long", num_frames=50, height=480, width=854, seed=3)
+        gt = DavisFolder(video).read_masks("long")
+        common = ["--input", str(video), "--sequence", "long", "--objects", str(int(gt.max()))]
+        results.append(bench("480p video (50 x 480x854), demo weights", [*common, "--workspace",
+                                                                         str(root / "ws480_demo")], gt,
+                             rounds=args.rounds))
+        if not args.skip_full:
+            from atnet_jax.checkpointing import save_weights
+            from atnet_jax.models import paper_model_config
+            from atnet_jax.models.build import random_variables
+
+            config = paper_model_config()
+            weights = save_weights(root / "full_weights", random_variables(config), config)
+            results.append(bench("480p video (50 x 480x854), full-size networks, random weights (round cancelled "
+                                 "after the first propagated frame)",
+                                 [*common, "--checkpoint", str(weights), "--workspace", str(root / "ws480_full")],
+                                 gt, rounds=1, cancel_first=True))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
