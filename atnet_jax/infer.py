@@ -85,8 +85,8 @@ def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str 
     cli.require_writable_folder(output, flag)
     existing = [output / n for n in result_names(name) if (output / n).exists() or (output / n).is_symlink()]
     if existing and not overwrite:
-        raise FileExistsError(f"{flag} {output} already holds results of {name} ({existing[0].name}; pass "
-                              "--overwrite to replace them)")
+        raise FileExistsError(f"{flag} {output} already holds results of {name} ({existing[0]}); pass "
+                              "--overwrite to replace them")
 
 
 def check_overlay_writer(overlay: str) -> None:
