@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from atnet_jax.data.davis import staging_dir
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
 
@@ -60,8 +60,7 @@ def save_weights(
         raise ValueError(f"variables must hold some of {NETWORKS}, got {sorted(variables)}")
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise FileExistsError(f"{directory} already exists and is not empty (pass --overwrite to replace it)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = staging_dir(directory)  # beside the target, with the usual folder mode (mkdtemp's is 0700)
     try:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(tmp / _VARIABLES_DIR, jax.device_get(variables))

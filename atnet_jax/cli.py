@@ -5,20 +5,22 @@ Flag names mean the same in every command: ``--checkpoint`` (an atnet_jax weight
 results instead of refusing) and ``--debug`` (full tracebacks).
 
 Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad
-arguments, paths that do not exist, outputs that would be overwritten). Errors are one line on stderr,
-``<prog>: error: <what is wrong>``; ``--debug`` shows the traceback instead.
+arguments, paths that do not exist, outputs that would be overwritten or cannot be written), 130 interrupted
+(Ctrl-C). Errors are one line on stderr, ``<prog>: error: <what is wrong>`` (``<prog>: interrupted`` for
+Ctrl-C); ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -62,6 +64,24 @@ def require_path(path: Path, flag: str) -> Path:
     """``path`` if it exists; else a :class:`UsageError` naming the flag."""
     if not path.exists():
         raise UsageError(f"{flag} {path} does not exist")
+    return path
+
+
+def require_writable_folder(path: Path, flag: str) -> Path:
+    """``path`` if results can be written there: a writable folder, or a path that can be created as one
+    (its nearest existing ancestor is a writable folder). Else a :class:`UsageError` naming the flag.
+
+    Run it on every output path before any work, so that a long run never ends in an errno message.
+    """
+    probe = path
+    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise UsageError(f"{flag} {path} {where}, expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
+        raise UsageError(f"{flag} {path} {where}")
     return path
 
 
@@ -109,7 +129,8 @@ def run(
     main: Callable[[argparse.Namespace], None],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse ``argv`` and run ``main``; map failures to a one-line message and an exit code."""
+    """Parse ``argv`` and run ``main``; map failures to a one-line message and an exit code: 0 done, 1 failed,
+    2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT)."""
     args = parser.parse_args(argv)
     try:
         main(args)
@@ -121,7 +142,7 @@ def run(
     except KeyboardInterrupt:
         _end_progress_bars()
         print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_INTERRUPTED
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         if args.debug:
             raise

@@ -7,6 +7,7 @@ A-Net owns ``encoder_6ch``, ``decoder_iact`` and ``indicator_encoder``; T-Net ow
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,7 +46,7 @@ def torch_key(collection: str, path: tuple[str, ...]) -> str:
 
 def _to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
     # PyTorch conv weights are OIHW, Flax kernels HWIO.
-    return np.transpose(value, (2, 3, 1, 0)) if leaf == "kernel" else value
+    return np.transpose(value, (2, 3, 1, 0)) if leaf == "kernel" and value.ndim == 4 else value
 
 
 def _to_torch(value: np.ndarray, leaf: str) -> np.ndarray:
@@ -143,3 +144,43 @@ def torch_shapes(config: ModelConfig, networks: tuple[str, ...] = NETWORKS) -> d
         for collection, path, spec in _leaves(abstract):
             shapes[torch_key(collection, path)] = _to_torch(np.empty(spec.shape, np.uint8), path[-1]).shape
     return shapes
+
+
+def _shape(state_dict: Mapping[str, np.ndarray], key: str, ndim: int) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise ConversionError(f"cannot tell the network size: missing key {key!r}")
+    shape = tuple(np.shape(state_dict[key]))
+    if len(shape) != ndim:
+        raise ConversionError(f"key {key!r} has shape {shape}, expected {ndim} dimensions")
+    return shape
+
+
+def infer_model_config(state_dict: Mapping[str, np.ndarray], base: ModelConfig | None = None) -> ModelConfig:
+    """The :class:`ModelConfig` whose networks have the parameter shapes of ``state_dict`` (PyTorch-named).
+
+    Widths and block counts are read from A-Net's encoder and decoder (``encoder_6ch.*``,
+    ``decoder_iact.aspp_decoder.*``); :func:`torch_to_flax` then checks every key of both networks against it.
+    What weights do not show (dilations, dropout, softmax variants, dtype) comes from ``base`` (default: the
+    released network's settings); res5's dilations are ``base``'s when it has as many blocks, else
+    ``2, 4, 8, ...``, the released network's rule. :class:`ConversionError` names a key that is missing or
+    has the wrong number of dimensions.
+    """
+    base = base or ModelConfig()
+    stem = _shape(state_dict, "encoder_6ch.conv0_6ch.weight", 4)[0]
+    widths, blocks = [], []
+    for stage in range(2, 6):
+        widths.append(_shape(state_dict, f"encoder_6ch.res{stage}.0.conv1.weight", 4)[0])
+        pattern = re.compile(rf"^encoder_6ch\.res{stage}\.(\d+)\.")
+        blocks.append(len({m.group(1) for k in state_dict if (m := pattern.match(k))}))
+    out2 = _shape(state_dict, "encoder_6ch.res2.0.conv3.weight", 4)[0]
+    squeeze = _shape(state_dict, "encoder_6ch.res2.0.conv_down.weight", 4)[0]
+    decoder = _shape(state_dict, "decoder_iact.aspp_decoder.aspp1.atrous_conv.weight", 4)[0]
+    if out2 % widths[0] or out2 % squeeze:
+        raise ConversionError(f"key 'encoder_6ch.res2.0.conv3.weight' has {out2} output channels: not a multiple "
+                              f"of the bottleneck width {widths[0]} and the SE width {squeeze}")
+    dilations = base.res5_dilations
+    if len(dilations) != blocks[3]:
+        dilations = tuple(2 ** (i + 1) for i in range(blocks[3]))
+    return dataclasses.replace(base, stem_width=stem, stage_widths=tuple(widths), stage_blocks=tuple(blocks),
+                               expansion=out2 // widths[0], se_reduction=out2 // squeeze,
+                               res5_dilations=dilations, decoder_width=decoder)

@@ -7,7 +7,6 @@ shipped in ``atnet_jax/assets/demo_weights``, and everything written to ``atnet_
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys
@@ -27,6 +26,7 @@ DEMO_FRAMES, DEMO_HEIGHT, DEMO_WIDTH = 12, 240, 432
 DEMO_DATA = "data"  # the generated DAVIS folder, inside the output folder
 DEMO_ROUND2 = "round2.json"  # the robot's correction of round 1, inside the output folder
 OVERVIEW = "overview.jpg"
+OVERLAYS = ("video", "images", "none")
 
 EXAMPLES = """examples:
   # the demo: a generated video, two rounds of scribbles, masks and overlays written to atnet_demo/
@@ -63,11 +63,44 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results folder: DIR/<sequence>/%%05d.png and DIR/<sequence>_overlay* (needed with "
                              f"--input; the demo's default: {DEMO_OUTPUT})")
     parser.add_argument("--objects", type=int, metavar="K",
-                        help="number of objects (default: the largest object id in the scribbles)")
-    parser.add_argument("--overlay", choices=("video", "images", "none"),
+                        help="number of objects (default: the largest object id in the scribbles; an object "
+                             "with no stroke of its own in any file is an error unless --objects asks for it)")
+    parser.add_argument("--overlay", choices=OVERLAYS,
                         help="how to write the overlay of masks on frames (default: video; the demo: images)")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the sequence's results already in the output folder, as a whole (masks "
+                             "and overlays of the earlier run all go)")
     return parser
+
+
+def result_names(name: str) -> list[str]:
+    """The entries of a results folder that hold sequence ``name``'s results (whichever overlay was asked
+    for): the masks folder, the overlay video and the overlay images folder."""
+    return [name, f"{name}_overlay.mp4", f"{name}_overlay"]
+
+
+def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str = "--output") -> None:
+    """Before any work: ``output`` must be a folder that can be written (or created), and without
+    ``overwrite`` it must hold no results of ``name`` yet. UsageError / FileExistsError naming the flag."""
+    cli.require_writable_folder(output, flag)
+    existing = [output / n for n in result_names(name) if (output / n).exists() or (output / n).is_symlink()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{flag} {output} already holds results of {name} ({existing[0]}); pass "
+                              "--overwrite to replace them")
+
+
+def check_overlay_writer(overlay: str) -> None:
+    """RuntimeError now, not after the run, where OpenCV cannot encode the overlay video (no mp4v)."""
+    if overlay != "video":
+        return
+    import cv2
+
+    with tempfile.TemporaryDirectory(prefix="atnet_jax_mp4v_") as tmp:
+        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
+        ok = writer.isOpened()
+        writer.release()
+    if not ok:
+        raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
 
 
 def _write_overlay_video(path: Path, frames, labels, palette, fps: float = 10.0) -> None:
@@ -76,51 +109,120 @@ def _write_overlay_video(path: Path, frames, labels, palette, fps: float = 10.0)
     from atnet_jax.visualize import overlay
 
     height, width = labels.shape[1:]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
-        os.unlink(tmp)
-        raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder); use --overlay images")
+        raise RuntimeError(f"OpenCV cannot write {path.name} (no mp4v encoder); use --overlay images")
     try:
         for t in range(len(labels)):
             writer.write(overlay(frames[t], labels[t], palette)[:, :, ::-1])
     finally:
         writer.release()
-    os.replace(tmp, path)
 
 
-def _write_results(output: Path, name: str, frames, labels, overlay_kind: str, overwrite: bool) -> list[Path]:
-    """Palette PNG masks in ``output/name/`` and the overlay; returns what was written (folders, files)."""
+def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video") -> list[Path]:
+    """Write a sequence's results into ``folder`` (a fresh staging folder: nothing is replaced):
+    ``name/%05d.png`` palette masks and, by ``overlay``, ``name_overlay.mp4`` or ``name_overlay/%05d.jpg``.
+
+    Args:
+      frames: ``len`` and ``frames[t] -> [H, W, 3] uint8`` RGB (a FrameSource or an array).
+      labels: ``[T, H, W]`` uint8 object ids (0 = background).
+      overlay: one of :data:`OVERLAYS`.
+    Returns what was written, masks folder first.
+    """
     from tqdm import tqdm
 
     from atnet_jax.data.davis import DAVIS_PALETTE, write_frame, write_mask
-    from atnet_jax.visualize import overlay
+    from atnet_jax.visualize import overlay as draw_overlay
 
-    masks_dir = output / name
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    if overlay not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {OVERLAYS}, got {overlay!r}")
+    if len(frames) != len(labels):
+        raise ValueError(f"{len(frames)} frames but {len(labels)} label maps for {name}")
+    masks_dir = folder / name
+    masks_dir.mkdir(parents=True)
     for t in tqdm(range(len(labels)), desc="writing masks", unit="frame", leave=False):
-        write_mask(masks_dir / f"{t:05d}.png", labels[t], overwrite=overwrite)
-    print(f"wrote {len(labels)} masks (palette PNGs, 0 = background, k = object k) to {masks_dir}")
+        write_mask(masks_dir / f"{t:05d}.png", labels[t])
     written = [masks_dir]
-    if overlay_kind == "video":
-        video = output / f"{name}_overlay.mp4"
-        _write_overlay_video(video, frames, labels, DAVIS_PALETTE)
-        print(f"wrote overlay video {video}")
-        written.append(video)
-    elif overlay_kind == "images":
-        images = output / f"{name}_overlay"
-        images.mkdir(exist_ok=True)
+    if overlay == "video":
+        written.append(folder / f"{name}_overlay.mp4")
+        _write_overlay_video(written[-1], frames, labels, DAVIS_PALETTE)
+    elif overlay == "images":
+        written.append(folder / f"{name}_overlay")
+        written[-1].mkdir()
         for t in range(len(labels)):
-            write_frame(images / f"{t:05d}.jpg", overlay(frames[t], labels[t], DAVIS_PALETTE), overwrite=overwrite)
-        print(f"wrote {len(labels)} overlay images to {images}")
-        written.append(images)
+            write_frame(written[-1] / f"{t:05d}.jpg", draw_overlay(frames[t], labels[t], DAVIS_PALETTE))
     return written
 
 
-def _check_output(masks_dir: Path, overwrite: bool) -> None:
-    if masks_dir.exists() and any(masks_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{masks_dir} already holds results (pass --overwrite to replace them)")
+def write_sequence_results(output: Path, name: str, frames, labels, *, overlay: str = "video",
+                           overwrite: bool = False) -> list[Path]:
+    """Write sequence ``name``'s results to ``output`` as a whole and return their paths (masks folder first).
+
+    Everything is written into a staging folder beside the results, then swapped in: the earlier results of
+    ``name`` (masks, either overlay) all go, so a run never leaves files of another run beside its own, and
+    an interrupted or failed write leaves the earlier results as they were. Without ``overwrite`` existing
+    results of ``name`` raise FileExistsError. ``frames``, ``labels``, ``overlay``: as
+    :func:`write_sequence_files`.
+    """
+    from atnet_jax.data.davis import replace_entries, staging_dir
+
+    output = Path(output)
+    check_results_output(output, name, overwrite=overwrite)
+    created = not output.exists()
+    staged = staging_dir(output / name)
+    try:
+        write_sequence_files(staged, name, frames, labels, overlay)
+    except BaseException:
+        _discard(staged, output if created else None)
+        raise
+    return replace_entries(staged, output, result_names(name))
+
+
+def _discard(staged: Path, created: Path | None) -> None:
+    """Remove a staging folder, and the output folder made for it (``created``) if it is still empty."""
+    shutil.rmtree(staged, ignore_errors=True)
+    if created is not None:
+        try:
+            created.rmdir()
+        except OSError:  # not empty: something else was written there meanwhile
+            pass
+
+
+def _report_results(written: list[Path], num_frames: int) -> None:
+    print(f"wrote {num_frames} masks (palette PNGs, 0 = background, k = object k) to {written[0]}")
+    for path in written[1:]:
+        kind = "overlay video" if path.suffix == ".mp4" else f"{num_frames} overlay images to"
+        print(f"wrote {kind} {path}")
+
+
+def scribbled_objects(rounds: Sequence[dict]) -> set[int]:
+    """Object ids (> 0) that get at least one stroke in any of the scribble dicts ``rounds``."""
+    return {s["object_id"] for r in rounds for strokes in r["scribbles"] for s in strokes} - {0}
+
+
+def count_objects(rounds: Sequence[dict], objects: int | None, source: str) -> int:
+    """The number of objects to segment: ``objects`` (``--objects``) or the largest scribbled id.
+
+    An object without a positive stroke in any round (ids below the largest, or up to ``objects``) would get
+    masks from nothing: without ``objects`` that is an error (ValueError naming the ids), with it a warning on
+    stderr names them.
+    """
+    ids = scribbled_objects(rounds)
+    num_objects = objects or max(ids, default=0)
+    if num_objects < 1:
+        raise ValueError(f"the scribble files name no object (only background strokes): {source}")
+    missing = sorted(set(range(1, num_objects + 1)) - ids)
+    if missing and objects is None:
+        raise ValueError(f"object(s) {_id_list(missing)} get no stroke in any scribble file (objects scribbled: "
+                         f"{_id_list(sorted(ids))}); pass --objects {num_objects} to segment them anyway")
+    if missing:
+        print(f"warning: object(s) {_id_list(missing)} of --objects {num_objects} get no stroke in any scribble "
+              "file: their masks come from the network's guess alone", file=sys.stderr)
+    return num_objects
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 def infer(args: argparse.Namespace) -> None:
@@ -147,15 +249,14 @@ def infer(args: argparse.Namespace) -> None:
         raise cli.UsageError(f"--input {args.input} is a DAVIS folder: pass --sequence NAME "
                              f"(available: {', '.join(names[:10]) or 'none'}{', ...' if len(names) > 10 else ''})")
     name = args.sequence or args.input.stem
-    _check_output(args.output / name, args.overwrite)
+    overlay = args.overlay or "video"
+    check_results_output(args.output, name, overwrite=args.overwrite)
+    check_overlay_writer(overlay)
 
     frames = open_frames(args.input, args.sequence)
     rounds = [load_scribbles(p, num_frames=len(frames), num_objects=args.objects,
                              sequence=args.sequence) for p in args.scribbles]
-    ids = {s["object_id"] for r in rounds for strokes in r["scribbles"] for s in strokes}
-    num_objects = args.objects or max(ids - {0}, default=0)
-    if num_objects < 1:
-        raise ValueError(f"the scribble files name no object (only background strokes): {args.scribbles[0]}")
+    num_objects = count_objects(rounds, args.objects, str(args.scribbles[0]))
     variables, config = cli.load_checkpoint(checkpoint)
     if args.checkpoint is None:
         print(f"weights: {checkpoint} (the demo weights, trained on synthetic videos only; pass --checkpoint "
@@ -174,7 +275,9 @@ def infer(args: argparse.Namespace) -> None:
             session.interact(frame, scribbles["scribbles"][frame])
             print(f"  round {n}: {path.name}, frame {frame}: {session.last_round_seconds:.1f} s")
     session.close()
-    _write_results(args.output, name, frames, session.labels, args.overlay or "video", args.overwrite)
+    written = write_sequence_results(args.output, name, frames, session.labels, overlay=overlay,
+                                     overwrite=args.overwrite)
+    _report_results(written, len(frames))
 
 
 # ----------------------------------------------------------------------------------------------- the demo
@@ -199,11 +302,9 @@ def write_demo_video(root: Path, *, name: str = DEMO_SEQUENCE, seed: int = DEMO_
     return save_scribbles(root / "Scribbles" / name / "001.json", first_scribble(name, labels))
 
 
-def _demo_outputs(output: Path) -> list[Path]:
-    """Everything the demo writes inside its output folder."""
-    name = DEMO_SEQUENCE
-    return [output / DEMO_DATA, output / DEMO_ROUND2, output / name, output / f"{name}_overlay",
-            output / f"{name}_overlay.mp4", output / OVERVIEW]
+def _demo_outputs(name: str = DEMO_SEQUENCE) -> list[str]:
+    """Everything the demo writes inside its output folder (replaced as a whole by the next run)."""
+    return [DEMO_DATA, DEMO_ROUND2, *result_names(name), OVERVIEW]
 
 
 def _mean_j(labels, gt, num_objects: int) -> float:
@@ -236,10 +337,7 @@ def _overview(path: Path, frames, gt, rounds: list[tuple[str, object, int, list]
 
 def demo(args: argparse.Namespace) -> None:
     """Generate a video, segment it in two rounds (generated scribble, then a robot correction), report J."""
-    from atnet_jax.data.davis import DavisFolder
-    from atnet_jax.data.scribbles import annotated_frames, load_scribbles, save_scribbles
-    from atnet_jax.interactive.robot import InteractiveRobot
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.data.davis import replace_entries, staging_dir
 
     for flag, value in (("--scribbles", args.scribbles), ("--sequence", args.sequence),
                         ("--objects", args.objects)):
@@ -251,28 +349,46 @@ def demo(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"the demo weights {checkpoint} are missing from this installation; "
                                 "pass --checkpoint DIR")
     cli.require_path(checkpoint, "--checkpoint")
-    if output.exists() and not output.is_dir():
-        raise NotADirectoryError(f"--output {output} is a file, expected a folder")
-    if output.is_dir() and any(output.iterdir()):
-        if not args.overwrite:
-            raise FileExistsError(f"{output} already holds results (pass --overwrite to replace them, or "
-                                  "--output another folder)")
-        for path in _demo_outputs(output):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    name, data = DEMO_SEQUENCE, output / DEMO_DATA
+    cli.require_writable_folder(output, "--output")
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{output} already holds results (pass --overwrite to replace them, or "
+                              "--output another folder)")
+    overlay = args.overlay or "images"
+    check_overlay_writer(overlay)
     start = time.perf_counter()
     print("demo (no --input given): segmenting a generated video; python -m atnet_jax.infer --help shows how "
           "to segment your own")
+    # Everything goes to a staging folder beside the output first, then replaces the earlier run's outputs
+    # at once; messages name the final paths.
+    created = not output.exists()
+    staged = staging_dir(output / "demo")
+    try:
+        replay = _run_demo(args, staged, output, checkpoint, overlay)
+    except BaseException:
+        _discard(staged, output if created else None)
+        raise
+    replace_entries(staged, output, _demo_outputs())
+    print(f"wrote everything to {output}")
+    print(f"done in {time.perf_counter() - start:.0f} s. The same two rounds from the files: {shlex.join(replay)}")
 
+
+def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: Path, overlay: str) -> list[str]:
+    """The demo's work, written into ``staged``; returns the command that replays it from the final files."""
+    from atnet_jax.data.davis import DavisFolder
+    from atnet_jax.data.scribbles import annotated_frames, load_scribbles, save_scribbles
+    from atnet_jax.interactive.robot import InteractiveRobot
+    from atnet_jax.interactive.session import Session
+
+    def final(path: Path) -> Path:
+        return output / path.relative_to(staged)
+
+    name, data = DEMO_SEQUENCE, staged / DEMO_DATA
     scribble_path = write_demo_video(data, name=name, seed=DEMO_SEED, num_objects=DEMO_OBJECTS,
                                      num_frames=DEMO_FRAMES, height=DEMO_HEIGHT, width=DEMO_WIDTH)
     davis = DavisFolder(data)
     frames, gt = davis.frames(name), davis.read_masks(name)
     num_objects = davis.num_objects(name)
-    print(f"wrote a synthetic video to {data} (DAVIS layout): {len(frames)} frames of {frames.shape[1]}x"
+    print(f"generated a synthetic video ({final(data)}, DAVIS layout): {len(frames)} frames of {frames.shape[1]}x"
           f"{frames.shape[0]}, {num_objects} objects, ground-truth masks and a first scribble")
     variables, config = cli.load_checkpoint(checkpoint)
     print(f"weights: {checkpoint}")
@@ -288,7 +404,7 @@ def demo(args: argparse.Namespace) -> None:
     session.interact(frame1, strokes1)
     round1 = session.labels.copy()
     j1 = _mean_j(round1, gt, num_objects)
-    print(f"round 1: the first scribble ({scribble_path}) on frame {frame1}: J = {j1:.3f} "
+    print(f"round 1: the first scribble ({final(scribble_path)}) on frame {frame1}: J = {j1:.3f} "
           f"({session.last_round_seconds:.1f} s)")
     rounds = [("round 1", round1, frame1, strokes1)]
 
@@ -296,7 +412,7 @@ def demo(args: argparse.Namespace) -> None:
     correction = robot.interact(name, round1, gt, session.annotated, "J", num_objects)
     for i, stroke in enumerate(s for strokes in correction["scribbles"] for s in strokes):
         stroke["start_time"], stroke["end_time"] = float(i), float(i + 1)  # reproducible files
-    round2_path = save_scribbles(output / DEMO_ROUND2, correction)
+    round2_path = save_scribbles(staged / DEMO_ROUND2, correction)
     correction = load_scribbles(round2_path, num_frames=len(frames), num_objects=num_objects, sequence=name)
     marked = annotated_frames(correction)
     if marked:
@@ -304,21 +420,22 @@ def demo(args: argparse.Namespace) -> None:
         j_there = robot.frame_scores(round1, gt, "J", num_objects)[frame2]
         session.interact(frame2, correction["scribbles"][frame2])
         j2 = _mean_j(session.labels, gt, num_objects)
-        print(f"round 2: a robot's correction ({round2_path}) on frame {frame2}, round 1's worst "
+        print(f"round 2: a robot's correction ({final(round2_path)}) on frame {frame2}, round 1's worst "
               f"(J = {j_there:.3f} there): J = {j2:.3f} ({session.last_round_seconds:.1f} s)")
         rounds.append(("round 2", session.labels.copy(), frame2, correction["scribbles"][frame2]))
     else:
         print("round 2: round 1 is already right everywhere; the robot has nothing to correct")
     session.close()
 
-    _write_results(output, name, frames, session.labels, args.overlay or "images", args.overwrite)
-    _overview(output / OVERVIEW, frames, gt, rounds)
+    written = write_sequence_files(staged, name, frames, session.labels, overlay)
+    _report_results([final(p) for p in written], len(frames))
+    _overview(staged / OVERVIEW, frames, gt, rounds)
     print(f"wrote {output / OVERVIEW}: ground truth and each round's result on a few frames")
-    replay = ["python", "-m", "atnet_jax.infer", "--input", str(data), "--sequence", name,
-              "--scribbles", str(scribble_path), str(round2_path), "--output", "results"]
+    replay = ["python", "-m", "atnet_jax.infer", "--input", str(final(data)), "--sequence", name,
+              "--scribbles", str(final(scribble_path)), str(final(round2_path)), "--output", "results"]
     if args.checkpoint is not None:
         replay[3:3] = ["--checkpoint", str(args.checkpoint)]
-    print(f"done in {time.perf_counter() - start:.0f} s. The same two rounds from the files: {shlex.join(replay)}")
+    return replay
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,11 +19,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 
+SHARED_DIR = Path(os.environ.get("ATNET_JAX_SHARED", SHARED_DIR))
+"""Where the reference data lives: ../shared beside the clone (``ATNET_JAX_SHARED`` points elsewhere)."""
+
+
 def shared_path(*parts: str) -> Path:
-    """Path under ../shared, skipping the calling test with a reason where it is absent."""
+    """Path under ../shared. Where it is absent the calling test skips with a reason, except in CI
+    (``CI=true``), where it fails: a CI run must not pass with every golden test skipped."""
     path = SHARED_DIR.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} not found: the reference data lives in ../shared beside the clone")
+        message = f"{path} not found: the reference data lives in ../shared beside the clone"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: missing reference data fails the run)", pytrace=False)
+        pytest.skip(message)
     return path
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -11,7 +12,15 @@ from reference_weights import read_key_table
 
 from atnet_jax import convert
 from atnet_jax.checkpointing import load_weights
-from atnet_jax.convert_torch import ConversionError, flax_to_torch, load_state_dict, torch_key, torch_shapes, torch_to_flax
+from atnet_jax.convert_torch import (
+    ConversionError,
+    flax_to_torch,
+    infer_model_config,
+    load_state_dict,
+    torch_key,
+    torch_shapes,
+    torch_to_flax,
+)
 from atnet_jax.models import paper_model_config
 
 
@@ -96,7 +105,7 @@ def test_convert_cli(tmp_path, tiny_config, tiny_state_dict, capsys):
     # A missing input file is a usage error; a state_dict of the wrong size a runtime failure naming a key.
     assert convert.main(["--torch", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "o")]) == 2
     capsys.readouterr()
-    assert convert.main(["--torch", str(npz), "--out", str(tmp_path / "o")]) == 1
+    assert convert.main(["--torch", str(npz), "--out", str(tmp_path / "o"), "--model", "paper"]) == 1
     err = capsys.readouterr().err
     assert "key" in err and "expected" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -133,3 +142,64 @@ def test_convert_flags_help_and_bad_inputs(tmp_path, tiny_config, tiny_state_dic
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith("python -m atnet_jax.convert: error: ") and needle in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_conv_weight_with_the_wrong_number_of_dimensions_is_named(tiny_config, tiny_state_dict):
+    for shape in [(16, 16, 3), (16, 16, 3, 3, 1), (16,)]:
+        bad = dict(tiny_state_dict, **{"decoder_iact.convG1.weight": np.zeros(shape, np.float32)})
+        with pytest.raises(ConversionError, match=rf"key 'decoder_iact\.convG1\.weight' has shape "
+                                                  rf"\({', '.join(map(str, shape))},?\), expected \(16, 16, 3, 3\)"):
+            torch_to_flax(bad, tiny_config)
+    bad = dict(tiny_state_dict, **{"encoder_6ch.conv0_6ch.weight": np.zeros((8, 6, 7), np.float32)})
+    with pytest.raises(ConversionError, match=r"key 'encoder_6ch\.conv0_6ch\.weight' has shape \(8, 6, 7\), "
+                                              r"expected 4 dimensions"):
+        infer_model_config(bad)
+
+
+def _shapes_only(config):
+    """A state_dict of the right shapes without the memory (broadcast zeros)."""
+    return {k: np.broadcast_to(np.float32(0), shape) for k, shape in torch_shapes(config).items()}
+
+
+def test_network_size_is_read_from_the_weights(tiny_config):
+    import dataclasses
+
+    from atnet_jax.training.config import load_config
+
+    experiment = load_config(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "tiny.py").model
+    wider = dataclasses.replace(paper_model_config(), stage_blocks=(2, 3, 4, 5), res5_dilations=(2, 4, 8, 16, 32),
+                                decoder_width=128, se_reduction=8, stem_width=32)
+    for config in (paper_model_config(), tiny_config, experiment, wider):
+        assert infer_model_config(_shapes_only(config)) == config
+    state = _shapes_only(tiny_config)
+    del state["encoder_6ch.res2.0.conv_down.weight"]
+    with pytest.raises(ConversionError, match=r"missing key 'encoder_6ch\.res2\.0\.conv_down\.weight'"):
+        infer_model_config(state)
+
+
+def test_an_exported_demo_checkpoint_converts_back(tmp_path, capsys):
+    """The demo weights (experiments/configs/tiny.py's network) -> a PyTorch-named .npz state_dict ->
+    convert without --model -> the same variables and network config."""
+    from atnet_jax.infer import DEFAULT_CHECKPOINT
+
+    variables, config = load_weights(DEFAULT_CHECKPOINT)
+    npz = tmp_path / "demo_state_dict.npz"
+    np.savez(npz, **flax_to_torch(variables))
+    out = tmp_path / "weights"
+    assert convert.main(["--input", str(npz), "--output", str(out)]) == 0
+    assert "network size read from the weights" in capsys.readouterr().out
+    back, back_config = load_weights(out)
+    assert back_config == config
+    assert jax.tree.structure(back) == jax.tree.structure(variables)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(variables)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the experiment config names the same network; the tests' tiny network is another one
+    config_file = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "tiny.py"
+    assert convert.main(["--input", str(npz), "--output", str(out), "--overwrite", "--config", str(config_file)]) == 0
+    assert load_weights(out)[1] == config
+    capsys.readouterr()
+    assert convert.main(["--input", str(npz), "--output", str(tmp_path / "o"), "--model", "tiny"]) == 1
+    assert "key" in capsys.readouterr().err
+    assert convert.main(["--input", str(npz), "--output", str(tmp_path / "o"), "--model", "paper",
+                         "--config", str(config_file)]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -336,3 +336,89 @@ def test_real_davis2017_palette_masks():
     assert davis.read_frames("tennis").shape == (2, 480, 854, 3)
     assert davis.read_masks("blackswan").shape == (6, 480, 854)
     assert [p.name for p in davis.scribble_paths("bear")] == ["001.json", "002.json"]
+
+
+# ----------------------------------------------------------------------------------------------- output modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, umask):
+    """mkstemp/mkdtemp make 0600/0700 whatever the umask; written outputs must get 0666/0777 & ~umask."""
+    import os
+    import stat
+
+    from atnet_jax.checkpointing import save_weights
+    from atnet_jax.data.davis import output_mode, staging_dir
+    from atnet_jax.data.scribbles import save_scribbles
+    from atnet_jax.models import tiny_model_config
+
+    old = os.umask(umask)
+    try:
+        assert output_mode() == 0o666 & ~umask and output_mode(folder=True) == 0o777 & ~umask
+        files = [
+            atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x")),
+            write_mask(tmp_path / "m.png", _labels((1, 2))),
+            write_frame(tmp_path / "f.jpg", _frame(1)),
+            save_scribbles(tmp_path / "s.json", {"scribbles": [[{"path": [[0.5, 0.5]], "object_id": 1}]]}),
+            atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("y"), overwrite=True),
+        ]
+        folders = [staging_dir(tmp_path / "results")]
+        weights = save_weights(tmp_path / "w", {"anet": {"params": {"x": np.zeros(2, np.float32)}}},
+                               tiny_model_config())
+    finally:
+        os.umask(old)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    for path in [*folders, weights]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask, path
+    assert stat.S_IMODE((weights / "atnet_jax.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_replace_entries_swaps_all_names_and_restores_on_failure(tmp_path, monkeypatch):
+    import os
+
+    from atnet_jax.data.davis import replace_entries, staging_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seq").mkdir()
+    (out / "seq" / "00000.png").write_text("old")
+    (out / "seq_overlay.mp4").write_text("old video")
+    (out / "other").write_text("not ours")
+    staged = staging_dir(out / "seq")
+    (staged / "seq").mkdir()
+    (staged / "seq" / "00000.png").write_text("new")
+    assert replace_entries(staged, out, ["seq", "seq_overlay.mp4", "seq_overlay"]) == [out / "seq"]
+    assert sorted(p.name for p in out.iterdir()) == ["other", "seq"]  # the old video went too
+    assert (out / "seq" / "00000.png").read_text() == "new" and not staged.exists()
+    # a rename that fails half-way puts everything back
+    staged = staging_dir(out / "seq")
+    (staged / "seq").mkdir()
+    (staged / "seq_overlay.mp4").write_text("newer video")
+    real = os.rename
+
+    def failing(src, dst):
+        if str(src).endswith("seq_overlay.mp4") and str(dst).startswith(str(out / "seq_overlay")):
+            raise OSError("no space")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(OSError, match="no space"):
+        replace_entries(staged, out, ["seq", "seq_overlay.mp4"])
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == ["other", "seq"]
+    assert (out / "seq" / "00000.png").read_text() == "new"
+
+
+def test_replace_dir(tmp_path):
+    from atnet_jax.data.davis import replace_dir, staging_dir
+
+    target = tmp_path / "ds"
+    staged = staging_dir(target)
+    (staged / "a").write_text("1")
+    assert replace_dir(staged, target) == target and (target / "a").read_text() == "1"
+    staged = staging_dir(target)
+    (staged / "b").write_text("2")
+    replace_dir(staged, target)
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -226,6 +226,10 @@ def test_demo_refuses_existing_results_and_missing_weights(tmp_path, weights, ca
     assert infer.main(["--output", str(tmp_path / "demo2")]) == 2
     assert "demo weights" in _one_line_error(capsys)
     assert not (tmp_path / "demo2").exists()
+    # a failure during the run leaves no output folder and no staging folder behind
+    assert infer.main(["--checkpoint", str(out / "shapes"), "--output", str(tmp_path / "demo3")]) == 1
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
 
 
 def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monkeypatch):
@@ -252,5 +256,213 @@ def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monke
                                       read_mask(out / "shapes" / f"{t:05d}.png"))
     assert infer.main(["--checkpoint", str(weights[0])]) == 2  # results exist
     capsys.readouterr()
+    # A shorter video without overlays replaces the whole earlier run (no stale masks, frames or overlays).
+    (out / "mine.txt").write_text("not the demo's")
+    monkeypatch.setattr(infer, "DEMO_FRAMES", 4)
     assert infer.main(["--checkpoint", str(weights[0]), "--overwrite", "--overlay", "none"]) == 0
-    assert not (out / "shapes_overlay").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["data", "mine.txt", "overview.jpg", "round2.json", "shapes"]
+    assert len(list((out / "shapes").iterdir())) == 4
+    assert len(list((out / "data" / "JPEGImages" / "480p" / "shapes").iterdir())) == 4
+
+
+# ----------------------------------------------------------------------------------------------- hardening
+
+
+def _stroke(k: int, y: float, x0: float = 0.2, x1: float = 0.7) -> dict:
+    return {"path": [[x0, y], [(x0 + x1) / 2, y + 0.03], [x1, y]], "object_id": k, "start_time": 0.0,
+            "end_time": 1.0}
+
+
+def _write_strokes(path, strokes_per_frame: dict[int, list[dict]], num_frames: int = T, sequence: str = "toy"):
+    frames = [strokes_per_frame.get(t, []) for t in range(num_frames)]
+    path.write_text(json.dumps({"scribbles": frames, "sequence": sequence}))
+    return path
+
+
+def _davis(root, num_frames: int, seed: int = 0, name: str = "toy"):
+    folder = root / "JPEGImages" / "480p" / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for t in range(num_frames):
+        cv2.imwrite(str(folder / f"{t:05d}.jpg"), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    return root
+
+
+def _hidden(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_two_scribble_files_on_the_same_frame_give_the_maps_of_both(tmp_path, davis_root, weights, monkeypatch):
+    """Round 2 on an already scribbled frame sees every stroke placed there so far (the released code
+    rasterises ``scribbles[frame]`` after davisinteractive's ``fuse_scribbles``), not round 2's alone."""
+    from atnet_jax.checkpointing import load_weights
+    from atnet_jax.data.davis import DavisFolder
+    from atnet_jax.data.scribbles import interaction_maps
+    from atnet_jax.interactive import session as session_module
+
+    first = [_stroke(1, 0.3), _stroke(2, 0.7)]
+    second = [_stroke(1, 0.5, 0.1, 0.4), _stroke(0, 0.9, 0.5, 0.9)]
+    rounds = [_write_strokes(tmp_path / "r1.json", {2: first}), _write_strokes(tmp_path / "r2.json", {2: second})]
+    sessions = []
+
+    class Recorded(session_module.Session):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sessions.append(self)
+
+    monkeypatch.setattr(session_module, "Session", Recorded)
+    assert infer.main(_args(weights[0], davis_root, rounds, tmp_path / "out", "--overlay", "none")) == 0
+    (ran,) = sessions
+    monkeypatch.undo()
+
+    variables, config = load_weights(weights[0])
+    frames = DavisFolder(davis_root).frames("toy")
+
+    def by_hand(round2_strokes):
+        session = session_module.Session(frames, variables, config, 2)
+        session.interact_maps(2, *interaction_maps(first, H, W, 2))
+        prev = session.labels[2].copy()
+        session.interact_maps(2, *interaction_maps(round2_strokes, H, W, 2, prev))
+        session.close()
+        return session
+
+    union, alone = by_hand(first + second), by_hand(second)
+    assert np.abs(union.probabilities.astype(np.float32) - alone.probabilities.astype(np.float32)).max() > 1e-3
+    np.testing.assert_allclose(ran.probabilities.astype(np.float32), union.probabilities.astype(np.float32),
+                               atol=1e-6)
+    for t in range(T):
+        np.testing.assert_array_equal(read_mask_png(tmp_path / "out" / "toy" / f"{t:05d}.png"), union.labels[t])
+
+
+def read_mask_png(path):
+    from atnet_jax.data.davis import read_mask
+
+    return read_mask(path)
+
+
+def test_overwrite_with_a_shorter_video_replaces_the_results_as_a_whole(tmp_path, weights, capsys):
+    long_root, short_root = _davis(tmp_path / "long", 6, seed=1), _davis(tmp_path / "short", 3, seed=2)
+    out = tmp_path / "out"
+    scribbles = _write_strokes(tmp_path / "s6.json", {0: [_stroke(1, 0.4)]}, num_frames=6)
+    assert infer.main(_args(weights[0], long_root, [scribbles], out)) == 0
+    assert len(list((out / "toy").iterdir())) == 6 and (out / "toy_overlay.mp4").is_file()
+    (out / "notes.txt").write_text("mine")  # not a result of toy: stays
+    scribbles = _write_strokes(tmp_path / "s3.json", {1: [_stroke(1, 0.4)]}, num_frames=3)
+    assert infer.main(_args(weights[0], short_root, [scribbles], out, "--overwrite", "--overlay", "images")) == 0
+    assert sorted(p.name for p in (out / "toy").iterdir()) == [f"{t:05d}.png" for t in range(3)]
+    assert sorted(p.name for p in (out / "toy_overlay").iterdir()) == [f"{t:05d}.jpg" for t in range(3)]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "toy", "toy_overlay"]  # no old video
+    assert infer.main(_args(weights[0], short_root, [scribbles], out, "--overwrite", "--overlay", "none")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "toy"]
+    capsys.readouterr()
+
+
+def test_a_failed_write_keeps_the_earlier_results_and_leaves_no_staging_folder(tmp_path, monkeypatch):
+    from atnet_jax.data import davis
+
+    out = tmp_path / "out"
+    frames = np.zeros((4, 8, 12, 3), np.uint8)
+    old = np.ones((4, 8, 12), np.uint8)
+    written = infer.write_sequence_results(out, "seq", frames, old, overlay="images")
+    assert written == [out / "seq", out / "seq_overlay"]
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    calls = []
+
+    def failing(path, labels, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(path, labels, **kwargs)
+
+    real = davis.write_mask
+    monkeypatch.setattr(davis, "write_mask", failing)
+    with pytest.raises(OSError, match="disk full"):
+        infer.write_sequence_results(out, "seq", frames[:2], old[:2] * 0, overlay="video", overwrite=True)
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert _hidden(out) == []
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        infer.write_sequence_results(out, "seq", frames, old)
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, davis_root, weights, capsys, monkeypatch):
+    """A file, a path below a file or a read-only folder as --output: exit 2 and a line naming --output,
+    before frames are read or networks run."""
+    import os
+
+    from atnet_jax.data import davis
+
+    scribbles = _scribbles(tmp_path / "s.json", 1)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    real_access = os.access
+    # root may write anywhere: play a user for whom read_only is read-only
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(read_only)
+                        else real_access(p, mode, **kw))
+    monkeypatch.setattr(davis, "open_frames", lambda *a, **k: pytest.fail("frames read before the check"))
+    for out, needle in ((a_file, "is a file"), (a_file / "sub", "is a file"), (read_only, "not writable"),
+                        (read_only / "new", "not writable")):
+        assert infer.main(_args(weights[0], davis_root, [scribbles], out)) == 2
+        err = _one_line_error(capsys)
+        assert f"--output {out}" in err and needle in err, err
+    assert infer.main(["--checkpoint", str(weights[0]), "--output", str(a_file)]) == 2  # the demo too
+    assert "--output" in _one_line_error(capsys)
+    read_only.chmod(0o755)
+
+
+def test_objects_without_a_positive_stroke_are_an_error_unless_objects_says_so(tmp_path, davis_root, weights,
+                                                                                capsys):
+    only_5 = _write_strokes(tmp_path / "five.json", {1: [_stroke(5, 0.4)]})
+    out = tmp_path / "out"
+    assert infer.main(_args(weights[0], davis_root, [only_5], out)) == 1
+    err = _one_line_error(capsys)
+    assert "object(s) 1, 2, 3, 4 get no stroke" in err and "--objects 5" in err, err
+    assert not out.exists()
+    # a background stroke is no positive stroke
+    bg = _write_strokes(tmp_path / "bg.json", {1: [_stroke(2, 0.4), _stroke(0, 0.6)]})
+    assert infer.main(_args(weights[0], davis_root, [bg], out)) == 1
+    assert "object(s) 1 get no stroke" in _one_line_error(capsys)
+    # a stroke for object 1 in a later round counts
+    later = _write_strokes(tmp_path / "later.json", {3: [_stroke(1, 0.4)]})
+    assert infer.main(_args(weights[0], davis_root, [bg, later], out, "--overlay", "none")) == 0
+    assert "warning" not in capsys.readouterr().err
+    # --objects says so explicitly: a warning names them, and object 5 gets its id
+    assert infer.main(_args(weights[0], davis_root, [only_5], out, "--objects", "5", "--overlay", "none",
+                            "--overwrite")) == 0
+    err = capsys.readouterr().err
+    assert "warning: object(s) 1, 2, 3, 4 of --objects 5 get no stroke" in err, err
+
+
+def test_count_objects_rule():
+    def rounds(*ids):
+        return [{"scribbles": [[{"object_id": k, "path": [[0.5, 0.5]]}] for k in ids]}]
+
+    assert infer.count_objects(rounds(1, 2), None, "x") == 2
+    assert infer.count_objects(rounds(2, 1, 0), None, "x") == 2
+    assert infer.count_objects(rounds(1), 3, "x") == 3  # warns
+    with pytest.raises(ValueError, match=r"object\(s\) 2 get no stroke"):
+        infer.count_objects(rounds(1, 3), None, "x")
+    with pytest.raises(ValueError, match="no object"):
+        infer.count_objects(rounds(0), None, "x")
+
+
+def test_results_get_the_usual_modes_under_the_umask(tmp_path):
+    import os
+    import stat
+
+    frames = np.zeros((2, 8, 16, 3), np.uint8)
+    labels = np.ones((2, 8, 16), np.uint8)
+    old = os.umask(0o022)
+    try:
+        infer.write_sequence_results(tmp_path / "a", "seq", frames, labels, overlay="video")
+        os.umask(0o027)
+        infer.write_sequence_results(tmp_path / "b", "seq", frames, labels, overlay="images")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {"a": 0o755, "a/seq": 0o755, "a/seq/00000.png": 0o644, "a/seq/00001.png": 0o644,
+                     "a/seq_overlay.mp4": 0o644,
+                     "b": 0o750, "b/seq": 0o750, "b/seq/00000.png": 0o640, "b/seq/00001.png": 0o640,
+                     "b/seq_overlay": 0o750, "b/seq_overlay/00000.jpg": 0o640, "b/seq_overlay/00001.jpg": 0o640}

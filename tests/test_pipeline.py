@@ -37,7 +37,8 @@ class ArrayImages:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    root = write_dataset(tmp_path_factory.mktemp("synth") / "davis", videos=3, num_frames=8, height=64, width=96)
+    # 4 videos: 3 listed as train (read here), 1 as val
+    root = write_dataset(tmp_path_factory.mktemp("synth") / "davis", videos=4, num_frames=8, height=64, width=96)
     return DavisVideos(root)
 
 

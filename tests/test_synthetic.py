@@ -142,3 +142,61 @@ def test_cli_output_flag_and_help(tmp_path, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--output DIR" in text and "--out DIR" not in text and "examples:" in text
+
+
+def test_train_and_val_are_disjoint():
+    from atnet_jax.data.synthetic import split_train_val
+
+    for n in range(1, 12):
+        names = [f"v{i}" for i in range(n)]
+        train, val = split_train_val(names)
+        assert train + val == names and not set(train) & set(val), n
+        assert len(train) >= 1 and len(val) == (0 if n == 1 else max(1, round(0.2 * n))), n
+
+
+def test_cli_three_videos_lists_each_once(tmp_path, capsys):
+    out = tmp_path / "three"
+    assert main(["--output", str(out), "--videos", "3", "--frames", "2", "--height", "32", "--width", "48"]) == 0
+    assert "2 listed as train, 1 as val" in capsys.readouterr().out
+    folder = DavisFolder(out)
+    assert folder.sequences("train") == ["synth-0000", "synth-0001"] and folder.sequences("val") == ["synth-0002"]
+
+
+def test_overwrite_with_fewer_videos_replaces_the_folder_as_a_whole(tmp_path, monkeypatch):
+    from atnet_jax.data import synthetic
+
+    out = tmp_path / "ds"
+    small = dict(num_frames=2, height=32, width=48)
+    write_dataset(out, videos=3, **small)
+    (out / "notes.txt").write_text("from the earlier run")
+    write_dataset(out, videos=2, overwrite=True, **small)
+    assert sorted(p.name for p in out.iterdir()) == ["Annotations", "ImageSets", "JPEGImages", "Scribbles"]
+    for kind in ("JPEGImages/480p", "Annotations/480p", "Scribbles"):
+        assert sorted(p.name for p in (out / kind).iterdir()) == ["synth-0000", "synth-0001"], kind
+    assert DavisFolder(out).sequences("train") == ["synth-0000"]
+    # an interrupted run leaves the earlier folder as it was, and no staging folder beside it
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "first_scribble", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(out, videos=4, overwrite=True, **small)
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_written_files_get_the_usual_modes(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = write_dataset(tmp_path / "ds", videos=1, num_frames=1, height=32, width=48)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")] if p.is_dir()}
+    assert modes == {0o755}
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    assert modes == {0o644}

@@ -288,7 +288,7 @@ def test_sigterm_saves_and_the_rerun_resumes(tiny_config, synthetic_root, tmp_pa
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 1, out
+    assert proc.returncode == 130, out  # interrupted (cli.EXIT_INTERRUPTED)
     assert "SIGTERM received: saved step" in out, out
     saved = sorted(int(p.name) for p in (tmp_path / "run/anet/checkpoints").iterdir())
     assert len(saved) == 1 and saved[0] >= 2

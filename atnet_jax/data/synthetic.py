@@ -264,12 +264,13 @@ def write_dataset(
     """Write ``videos`` synthetic videos as a DAVIS folder at ``out`` and return it.
 
     Layout: ``JPEGImages/480p/<name>/%05d.jpg``, ``Annotations/480p/<name>/%05d.png`` (palette PNGs),
-    ``Scribbles/<name>/001.json`` (:func:`first_scribble`), ``ImageSets/2017/train.txt`` and ``val.txt``: the
-    last 20% of the videos (at least one) are val, the rest train; with fewer than 5 videos both list all.
-    Names are ``synth-0000`` ...; video ``i`` comes from seed ``(seed, i)``, so a seed gives the same dataset.
-    A non-empty ``out`` raises FileExistsError unless ``overwrite`` (then the written sequences are replaced).
+    ``Scribbles/<name>/001.json`` (:func:`first_scribble`), ``ImageSets/2017/train.txt`` and ``val.txt``
+    (disjoint, :func:`split_train_val`: the last 20% of the videos, at least one, are val; a single video is
+    train only). Names are ``synth-0000`` ...; video ``i`` comes from seed ``(seed, i)``, so a seed gives the
+    same dataset. A non-empty ``out`` raises FileExistsError unless ``overwrite``; then ``out`` is replaced as
+    a whole (nothing of the earlier folder stays).
     """
-    from atnet_jax.data.davis import atomic_write, write_frame, write_mask
+    from atnet_jax.data.davis import atomic_write, replace_dir, staging_dir, write_frame, write_mask
     from atnet_jax.data.scribbles import save_scribbles
 
     out = Path(out)
@@ -282,34 +283,43 @@ def write_dataset(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already holds files (pass overwrite to replace them)")
     names = [sequence_name(i) for i in range(videos)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    train, val = split_train_val(names)
+    # Written into a staging folder beside ``out``, which then replaces ``out`` as a whole: no video of an
+    # earlier dataset stays, and an interrupted run leaves the earlier folder as it was.
+    staged = staging_dir(out)
+    try:
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=videos, unit="video", desc="generating")
-    for i, name in enumerate(names):
-        rng = np.random.default_rng([seed, i])
-        frames, labels = generate_video(rng, num_frames=num_frames, height=height, width=width,
-                                        max_objects=max_objects)
-        folders = (out / "JPEGImages" / "480p" / name, out / "Annotations" / "480p" / name, out / "Scribbles" / name)
-        for folder in folders:
-            if folder.exists():
-                shutil.rmtree(folder)
-        for t in range(num_frames):
-            write_frame(folders[0] / f"{t:05d}.jpg", frames[t])
-            write_mask(folders[1] / f"{t:05d}.png", labels[t])
-        save_scribbles(folders[2] / "001.json", first_scribble(name, labels))
+            bar = tqdm(total=videos, unit="video", desc="generating")
+        for i, name in enumerate(names):
+            rng = np.random.default_rng([seed, i])
+            frames, labels = generate_video(rng, num_frames=num_frames, height=height, width=width,
+                                            max_objects=max_objects)
+            for t in range(num_frames):
+                write_frame(staged / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frames[t])
+                write_mask(staged / "Annotations" / "480p" / name / f"{t:05d}.png", labels[t])
+            save_scribbles(staged / "Scribbles" / name / "001.json", first_scribble(name, labels))
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    num_val = max(1, round(0.2 * videos)) if videos >= 5 else 0
-    train, val = (names[:-num_val], names[-num_val:]) if num_val else (names, names)
-    for subset, listed in (("train", train), ("val", val)):
-        text = "".join(f"{n}\n" for n in listed)
-        atomic_write(out / "ImageSets" / "2017" / f"{subset}.txt", lambda tmp, s=text: tmp.write_text(s),
-                     overwrite=True)
-    return out
+            bar.close()
+        for subset, listed in (("train", train), ("val", val)):
+            text = "".join(f"{n}\n" for n in listed)
+            atomic_write(staged / "ImageSets" / "2017" / f"{subset}.txt", lambda tmp, s=text: tmp.write_text(s))
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return replace_dir(staged, out)
+
+
+def split_train_val(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Disjoint (train, val) lists: the last 20% of ``names`` (rounded, at least one) are val, the rest train;
+    a single video is train only (val is then empty)."""
+    names = list(names)
+    num_val = max(1, round(0.2 * len(names))) if len(names) >= 2 else 0
+    return names[: len(names) - num_val], names[len(names) - num_val :]
 
 
 EXAMPLES = """examples:
@@ -336,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--videos", required=True, type=int, metavar="N", help="number of videos")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--frames", type=int, default=NUM_FRAMES, help=f"frames per video (default: {NUM_FRAMES})")
-    parser.add_argument("--height", type=int, default=HEIGHT, help=f"frame height, a multiple of 16 (default: {HEIGHT})")
+    parser.add_argument("--height", type=int, default=HEIGHT,
+                        help=f"frame height, a multiple of 16 (default: {HEIGHT})")
     parser.add_argument("--width", type=int, default=WIDTH, help=f"frame width, a multiple of 16 (default: {WIDTH})")
     parser.add_argument("--max-objects", type=int, default=MAX_OBJECTS,
                         help=f"each video has 1..K objects (default: {MAX_OBJECTS})")
-    parser.add_argument("--overwrite", action="store_true", help="write into DIR even if it already holds files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR as a whole if it already holds files (nothing of it is kept)")
     return parser
 
 
@@ -355,13 +367,14 @@ def _generate(args: argparse.Namespace) -> None:
     for flag, value in (("--height", args.height), ("--width", args.width)):
         if value % 16:
             raise cli.UsageError(f"{flag} must be a multiple of 16, got {value}")
-    if args.output.exists() and not args.output.is_dir():
-        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
+    cli.require_writable_folder(args.output, "--output")
     if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"--output {args.output} already holds files (pass --overwrite to write into it)")
+        raise FileExistsError(f"--output {args.output} already holds files (pass --overwrite to replace it)")
     out = write_dataset(args.output, videos=args.videos, seed=args.seed, num_frames=args.frames, height=args.height,
                         width=args.width, max_objects=args.max_objects, overwrite=args.overwrite, progress=True)
-    print(f"wrote {args.videos} synthetic videos ({args.frames} frames, {args.height}x{args.width}) to {out}")
+    train, val = split_train_val(range(args.videos))
+    print(f"wrote {args.videos} synthetic videos ({args.frames} frames, {args.height}x{args.width}; {len(train)} "
+          f"listed as train, {len(val)} as val) to {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
