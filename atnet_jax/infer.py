@@ -409,7 +409,8 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     rounds = [("round 1", round1, frame1, strokes1)]
 
     robot = InteractiveRobot()
-    correction = robot.interact(name, round1, gt, session.annotated, "J", num_objects)
+    # As davisinteractive: the robot skips only frames it chose itself, so the first scribble's frame may be chosen.
+    correction = robot.interact(name, round1, gt, [], "J", num_objects)
     for i, stroke in enumerate(s for strokes in correction["scribbles"] for s in strokes):
         stroke["start_time"], stroke["end_time"] = float(i), float(i + 1)  # reproducible files
     round2_path = save_scribbles(staged / DEMO_ROUND2, correction)

@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import flags
 
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader

@@ -179,9 +179,8 @@ def test_per_object_masks_and_scores():
 
 
 def test_metrics_on_real_davis_masks():
-    from PIL import Image
-
     from conftest import shared_path
+    from PIL import Image
 
     root = shared_path("data", "davis_mini", "Annotations", "480p")
     gt = np.array(Image.open(root / "tennis" / "00000.png"))

@@ -196,7 +196,7 @@ def test_help_of_every_command(tmp_path):
 def test_davis_and_synthetic_commands(workdir):
     cwd, _, _ = workdir
     ran = set()
-    for line, command, kind in readme_commands():
+    for _line, command, kind in readme_commands():
         if kind not in ("infer", "evaluate", "synthetic"):
             continue
         words = shlex.split(command)

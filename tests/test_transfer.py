@@ -205,7 +205,7 @@ def test_local_gradient_matches_finite_differences():
         prob = _uniform(13, 1, 5, 6).astype(np.float64)
         weights = _rand(14, 1, 5, 6, 1).astype(np.float64)
         for md, stride, axis in ((2, 1, "height"), (4, 2, "window")):
-            def loss(t, p):
+            def loss(t, p, md=md, stride=stride, axis=axis):
                 out = local_transfer(t, p, prob, max_displacement=md, stride=stride, softmax_axis=axis)
                 return jnp.sum(out * weights)
 
@@ -276,9 +276,9 @@ def test_global_frame_mask_equals_valid_subset():
         masked = global_transfer(anno, targ, ind, frame_mask=mask, softmax_axis=axis)
         subset = global_transfer(anno[mask], targ, ind[mask], softmax_axis=axis)
         _close(masked, subset, tol=1e-6)
-        grad = jax.grad(lambda t: jnp.sum(global_transfer(anno, t, ind, frame_mask=mask, softmax_axis=axis)))
-        _close(grad(targ), jax.grad(lambda t: jnp.sum(global_transfer(anno[mask], t, ind[mask],
-                                                                       softmax_axis=axis)))(targ), tol=1e-5)
+        grad = jax.grad(lambda t, a=axis: jnp.sum(global_transfer(anno, t, ind, frame_mask=mask, softmax_axis=a)))
+        _close(grad(targ), jax.grad(lambda t, a=axis: jnp.sum(global_transfer(anno[mask], t, ind[mask],
+                                                                               softmax_axis=a)))(targ), tol=1e-5)
     assert not np.any(np.asarray(global_transfer(anno, targ, ind, frame_mask=np.zeros(4, bool))))
 
 
