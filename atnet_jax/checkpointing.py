@@ -63,7 +63,10 @@ def save_weights(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        checkpointer = ocp.StandardCheckpointer()
+        # Host arrays written by this process alone (with several processes, only one of them exports).
+        this = jax.process_index()
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=this, active_processes={this}))
         checkpointer.save(tmp / _VARIABLES_DIR, jax.device_get(variables))
         checkpointer.wait_until_finished()
         metadata = {
