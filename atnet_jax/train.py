@@ -130,6 +130,10 @@ def _fail_together(err: BaseException, distributed_run: bool, *, check_others: b
     other = distributed.other_failure(wait_s=1.0) if check_others else None
     if other is not None:
         raise RuntimeError(f"{other}; stopping this process") from err
+    if distributed.is_lost_peer(err):
+        message = f"lost another process in a collective (killed, or its host failed): {cli.one_line(err)}"
+        distributed.report_failure(message)
+        raise RuntimeError(message) from err
     distributed.report_failure(cli.one_line(err) if str(err) else type(err).__name__)
 
 

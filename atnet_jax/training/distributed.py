@@ -31,7 +31,7 @@ import numpy as np
 _FAILED = "atnet_jax/failed/"  # key prefix: process index -> one-line reason
 _GONE = "atnet_jax/gone/"  # key prefix: processes that stopped after another one failed
 _POLL_S = 0.25
-_COORDINATOR_WAIT_S = 5.0
+_COORDINATOR_WAIT_S = 3.0
 
 _exiting = threading.Lock()
 
@@ -93,6 +93,12 @@ def other_failure(wait_s: float = 0.0) -> str | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(_POLL_S)
+
+
+def is_lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` is a collective that failed because a peer process vanished (no reason recorded)."""
+    text = str(err)
+    return any(s in text for s in ("Gloo", "NCCL", "Connection reset by peer", "UNAVAILABLE"))
 
 
 def report_failure(reason: str) -> None:
