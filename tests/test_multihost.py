@@ -81,7 +81,7 @@ def _env(devices: int) -> dict[str, str]:
     cache = os.environ.get("ATNET_JAX_TEST_CACHE", str(Path.home() / ".cache" / "atnet_jax_xla"))
     return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
             "PYTHONPATH": str(PROJECT_ROOT), "JAX_COMPILATION_CACHE_DIR": cache,
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # every compile: the runs share them
 
 
 def _command(config_file: Path, workdir: Path, max_steps: int) -> list[str]:
