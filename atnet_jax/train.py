@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -138,7 +139,13 @@ def _fail_together(err: BaseException, distributed_run: bool, *, check_others: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    code = cli.run(build_parser(), train_command, argv)
+    try:
+        code = cli.run(build_parser(), train_command, argv)
+    except BaseException:  # --debug: the traceback, then out without waiting for the others
+        if not _failed_in_cluster:
+            raise
+        traceback.print_exc()
+        code = cli.EXIT_FAILURE
     if _failed_in_cluster:
         from atnet_jax.training import distributed
 

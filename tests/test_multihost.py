@@ -45,8 +45,9 @@ def test_process_shards_stacked_in_order_are_the_one_process_batches():
     one = _batches(iter(make_loader(_Keys(), batch_size=6, seed=3)), 5)
     shards = [_batches(iter(make_loader(_Keys(), batch_size=2, seed=3, shard_index=s, shard_count=3)), 5)
               for s in range(3)]
-    assert [sum((shards[s][b] for s in range(3)), []) for b in range(5)] == one
-    assert sorted(sum(one, [])[:7]) == list(range(7)) and sorted(sum(one, [])[7:14]) == list(range(7, 14))
+    assert [[k for s in range(3) for k in shards[s][b]] for b in range(5)] == one
+    keys = [k for batch in one for k in batch]
+    assert sorted(keys[:7]) == list(range(7)) and sorted(keys[7:14]) == list(range(7, 14))
     finite = [list(iter(make_loader(_Keys(), batch_size=2, seed=3, num_epochs=2, shard_index=s, shard_count=3)))
               for s in range(3)]
     assert [len(f) for f in finite] == [2, 2, 2]  # 14 examples: two whole global batches of 6 for every process
@@ -142,7 +143,7 @@ def test_two_processes_train_like_one_resume_and_stop_together_on_sigterm(config
 
     # one process with two devices, the same global batch and seed: the same parameters
     ref = subprocess.run(_command(config_file, one, 3), env=_env(2), cwd=PROJECT_ROOT, capture_output=True,
-                         text=True, timeout=TIMEOUT_S)
+                         text=True, timeout=TIMEOUT_S, check=False)
     assert ref.returncode == 0, ref.stderr
     got, want = _checkpoint_params(config_file, two / "anet/checkpoints/3"), _checkpoint_params(
         config_file, one / "anet/checkpoints/3")
@@ -178,7 +179,7 @@ def test_a_failing_process_ends_the_job_within_seconds_with_one_line(config_file
     # process 1 cannot read its data (a host without the dataset); process 0 must not wait for it
     extra = ((), ("--set", f"data.synthetic={tmp_path / 'missing'}"))
     start = time.monotonic()
-    (code0, out0, err0), (code1, _, err1) = _finish(_start(config_file, tmp_path / "run", 3, extra=extra), 120)
+    (code0, _, err0), (code1, _, err1) = _finish(_start(config_file, tmp_path / "run", 3, extra=extra), 120)
     took = time.monotonic() - start
     assert code1 == 2 and code0 == 1, (err0, err1)
     assert took < 60, took
