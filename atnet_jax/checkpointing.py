@@ -62,7 +62,10 @@ def save_weights(
         raise FileExistsError(f"{directory} already exists and is not empty (pass --overwrite to replace it)")
     tmp = staging_dir(directory)  # beside the target, with the usual folder mode (mkdtemp's is 0700)
     try:
-        checkpointer = ocp.StandardCheckpointer()
+        # Host arrays written by this process alone (with several processes, only one of them exports).
+        this = jax.process_index()
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=this, active_processes={this}))
         checkpointer.save(tmp / _VARIABLES_DIR, jax.device_get(variables))
         checkpointer.wait_until_finished()
         metadata = {

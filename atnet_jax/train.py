@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +19,13 @@ EXAMPLES = """examples:
   # a small network on synthetic videos, on a CPU
   python -m atnet_jax.data.synthetic --output data/synthetic --videos 60
   python -m atnet_jax.train --config experiments/configs/tiny.py --workdir runs/tiny --stage anet
-  # one of several hosts (each runs the same command with its own --process-id)
+  # one of several hosts (each runs the same command with its own --process-id; on SLURM and TPU pod
+  # slices --distributed alone finds the others); WORKDIR must be a folder that every host sees
   python -m atnet_jax.train --config experiments/configs/paper.py --workdir runs/paper --stage anet \\
       --distributed --coordinator-address host0:1234 --num-processes 4 --process-id 0
 
-A run resumes from the newest checkpoint in WORKDIR/<stage>/checkpoints; Ctrl-C or SIGTERM saves first.
+A run resumes from the newest checkpoint in WORKDIR/<stage>/checkpoints, with the same config (else it stops,
+naming the keys that differ); Ctrl-C (exit 130) or SIGTERM (exit 1) saves first, in every process.
 Outputs: WORKDIR/<stage>/metrics.csv, checkpoints/, config.json and, when the stage stops, weights/
 (stage tnet: both networks, ready for python -m atnet_jax.infer and evaluate).
 """
@@ -36,7 +40,7 @@ def _key_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(
-        "python -m atnet_jax.train",
+        PROG,
         "Train ATNet in two stages on all local (or, with --distributed, all cluster) devices: stage anet "
         "trains A-Net on simulated points and scribbles; stage tnet trains T-Net on 5-frame mini-sequences "
         "with the stage-anet A-Net frozen. Data parallel: the batch is split over the devices.",
@@ -59,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --distributed: process 0's address (not needed on TPU or SLURM)")
     parser.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: number of hosts")
     parser.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this host's index")
+    parser.add_argument("--heartbeat-timeout", type=int, default=60, metavar="S",
+                        help="with --distributed: a process silent for S seconds counts as dead (default: 60)")
     return parser
+
+
+PROG = "python -m atnet_jax.train"
+_failed_in_cluster = False  # a distributed run failed here: leave at once, without the shutdown barrier
 
 
 def train_command(args: argparse.Namespace) -> None:
@@ -68,6 +78,8 @@ def train_command(args: argparse.Namespace) -> None:
     if (args.coordinator_address or args.num_processes is not None or args.process_id is not None) \
             and not args.distributed:
         raise cli.UsageError("--coordinator-address, --num-processes and --process-id need --distributed")
+    if args.heartbeat_timeout < 1:
+        raise cli.UsageError(f"--heartbeat-timeout must be at least 1, got {args.heartbeat_timeout}")
     if args.max_steps is not None and args.max_steps < 1:
         raise cli.UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
     if not args.config.is_file():
@@ -80,20 +92,65 @@ def train_command(args: argparse.Namespace) -> None:
     import jax
 
     if args.distributed:
-        jax.distributed.initialize(coordinator_address=args.coordinator_address,
-                                   num_processes=args.num_processes, process_id=args.process_id)
-    from atnet_jax.training.loop import train
+        from atnet_jax.training import distributed
+
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                               heartbeat_timeout_s=args.heartbeat_timeout, prog=PROG)
+    from atnet_jax.training.loop import Interrupted, ResumeMismatchError, train
 
     if jax.process_index() == 0:
         print(f"config {args.config} with {len(args.overrides)} override(s):\n{to_json(config)}")
-        print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on {jax.process_count()} host(s)")
-    result = train(config, args.workdir, args.stage, max_steps=args.max_steps, progress=not args.no_progress)
-    if result.interrupted:
-        raise KeyboardInterrupt
+        print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on {jax.process_count()} "
+              "process(es)")
+    try:
+        result = train(config, args.workdir, args.stage, max_steps=args.max_steps, progress=not args.no_progress)
+    except ResumeMismatchError as err:  # every process finds the same
+        _fail_together(err, args.distributed, check_others=False)
+        raise cli.UsageError(str(err)) from None
+    except Interrupted:  # Ctrl-C, after every process saved the same step
+        raise
+    except BaseException as err:
+        _fail_together(err, args.distributed)
+        raise
+    if result.stopped_by is not None:  # SIGTERM: saved in every process; a scheduler may requeue the job
+        raise RuntimeError(f"stopped by {result.stopped_by} at step {result.step} (checkpoint saved)")
+
+
+def _fail_together(err: BaseException, distributed_run: bool, *, check_others: bool = True) -> None:
+    """In a distributed run: tell the other processes that this one fails (they stop within a second), or,
+    where another one failed first and this error is only the consequence, say so; ``main`` then leaves
+    without JAX's shutdown barrier."""
+    global _failed_in_cluster
+    if not distributed_run:
+        return
+    from atnet_jax.training import distributed
+
+    if not distributed.claim_exit():  # the watchdog is ending this process already
+        threading.Event().wait()
+    _failed_in_cluster = True
+    other = distributed.other_failure(wait_s=1.0) if check_others else None
+    if other is not None:
+        raise RuntimeError(f"{other}; stopping this process") from err
+    if distributed.is_lost_peer(err):
+        message = f"lost another process in a collective (killed, or its host failed): {cli.one_line(err)}"
+        distributed.report_failure(message)
+        raise RuntimeError(message) from err
+    distributed.report_failure(cli.one_line(err) if str(err) else type(err).__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run(build_parser(), train_command, argv)
+    try:
+        code = cli.run(build_parser(), train_command, argv)
+    except BaseException:  # --debug: the traceback, then out without waiting for the others
+        if not _failed_in_cluster:
+            raise
+        traceback.print_exc()
+        code = cli.EXIT_FAILURE
+    if _failed_in_cluster:
+        from atnet_jax.training import distributed
+
+        distributed.exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

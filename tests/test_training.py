@@ -1,8 +1,11 @@
 """Training: losses against NumPy, the schedule, data-parallel steps, freezing, checkpoints that resume."""
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -333,3 +336,115 @@ def test_train_cli_errors(tmp_path):
     assert main(["--config", paper, "--workdir", str(tmp_path), "--stage", "anet"]) == 1  # no data configured
     assert main(["--config", paper, "--workdir", str(tmp_path), "--stage", "tnet",
                  "--set", "data.synthetic=/nonexistent"]) == 2  # no stage-1 weights
+
+
+# ----------------------------------------------------------------------------------------------- resuming safely
+
+
+def test_resume_with_another_config_stops_naming_the_keys_and_keeps_config_json(tiny_config, synthetic_root,
+                                                                               tmp_path, capsys):
+    from atnet_jax.train import main
+    from atnet_jax.training.loop import ResumeMismatchError, train
+
+    config = _loop_config(tiny_config, synthetic_root)
+    train(config, tmp_path, "anet", max_steps=1, progress=False)
+    saved = (tmp_path / "anet/config.json").read_text()
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, decoder_width=32))
+    with pytest.raises(ResumeMismatchError, match=r"1 key\(s\) differ: model.decoder_width 16 -> 32"):
+        train(wider, tmp_path, "anet", max_steps=2, progress=False)
+    assert (tmp_path / "anet/config.json").read_text() == saved
+    # keys that only decide when to log, save or stop may change
+    train(dataclasses.replace(config, log_every=5, checkpoint_every=7), tmp_path, "anet", max_steps=2, progress=False)
+    assert (tmp_path / "anet/config.json").read_text() == saved
+
+    # the command: exit 2 and one line
+    config_file = tmp_path / "config.py"
+    config_file.write_text(
+        "from atnet_jax.models.config import tiny_model_config\n"
+        "from atnet_jax.training.config import DataConfig, StageConfig, TrainConfig\n"
+        "def get_config():\n"
+        "    stage = StageConfig(batch_size=2, epochs=1, steps_per_epoch=100, learning_rate=1e-3)\n"
+        f"    return TrainConfig(model=tiny_model_config(), data=DataConfig(crop={CROP}, worker_count=0, "
+        f"synthetic={str(synthetic_root)!r}), anet=stage, tnet=stage, checkpoint_every=2, log_every=1)\n")
+    capsys.readouterr()
+    assert main(["--config", str(config_file), "--workdir", str(tmp_path), "--stage", "anet", "--no-progress",
+                 "--set", "model.decoder_width=32", "seed=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.decoder_width 16 -> 32" in err[0] and "seed 0 -> 3" in err[0], err
+    assert (tmp_path / "anet/config.json").read_text() == saved
+
+
+def test_tnet_refuses_to_resume_against_another_anet(tiny_config, tiny_variables, synthetic_root, tmp_path):
+    from atnet_jax.checkpointing import save_weights
+    from atnet_jax.training.loop import ResumeMismatchError, fingerprint, train
+
+    anet = jax.tree.map(np.asarray, tiny_variables["anet"])
+    save_weights(tmp_path / "anet_a", {"anet": anet}, tiny_config)
+    other = jax.tree.map(lambda x: x * np.float32(1.01) if x.dtype == np.float32 else x, anet)
+    save_weights(tmp_path / "anet_b", {"anet": other}, tiny_config)
+    config = _loop_config(tiny_config, synthetic_root)
+    config = dataclasses.replace(config, tnet=dataclasses.replace(config.tnet, init_from=str(tmp_path / "anet_a"),
+                                                                  trainable="^prev_conv1x1"))
+    train(config, tmp_path / "run", "tnet", max_steps=1, progress=False)
+    record = json.loads((tmp_path / "run/tnet/frozen_anet.json").read_text())
+    assert record == {"source": str(tmp_path / "anet_a"), "sha256": fingerprint(anet)}
+    shutil.rmtree(tmp_path / "anet_a")
+    (tmp_path / "anet_b").rename(tmp_path / "anet_a")  # the same path now holds another A-Net
+    with pytest.raises(ResumeMismatchError, match="holds another A-Net"):
+        train(config, tmp_path / "run", "tnet", max_steps=2, progress=False)
+    assert json.loads((tmp_path / "run/tnet/frozen_anet.json").read_text()) == record
+
+
+def _metrics(workdir: Path) -> list[dict[str, str]]:
+    with (workdir / "anet/metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_metrics_csv_drops_rows_past_the_restored_step_after_a_crash(tiny_config, synthetic_root, tmp_path):
+    from atnet_jax.training.loop import train
+
+    config = _loop_config(tiny_config, synthetic_root)  # a checkpoint every 2 steps
+    train(config, tmp_path, "anet", max_steps=2, progress=False)
+    with (tmp_path / "anet/metrics.csv").open("a") as f:  # a crash after logging steps 3 and 4, unsaved
+        f.write("3,9,9,,9,0.001,1,99\n4,9,9,,9,0.001,1,99\n")
+    train(config, tmp_path, "anet", max_steps=4, progress=False)
+    rows = _metrics(tmp_path)
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert all(r["loss"] != "9" for r in rows)
+
+
+def test_elapsed_time_continues_after_a_resume(tiny_config, synthetic_root, tmp_path):
+    from atnet_jax.training.loop import train
+
+    config = _loop_config(tiny_config, synthetic_root)
+    train(config, tmp_path, "anet", max_steps=2, progress=False)
+    before = float(_metrics(tmp_path)[-1]["elapsed_s"])
+    train(config, tmp_path, "anet", max_steps=3, progress=False)
+    elapsed = [float(r["elapsed_s"]) for r in _metrics(tmp_path)]
+    assert len(elapsed) == 3 and elapsed[2] > before >= elapsed[0] > 0
+
+
+def test_ctrl_c_saves_then_exits_130_without_worker_traceback(synthetic_root, tmp_path):
+    # Ctrl-C in a terminal reaches the whole process group: the training process and its grain worker.
+    # Exit code 130 comes from cli.run mapping KeyboardInterrupt (after the save) to it.
+    config_file = tmp_path / "config.py"
+    config_file.write_text(
+        "from atnet_jax.models.config import tiny_model_config\n"
+        "from atnet_jax.training.config import DataConfig, StageConfig, TrainConfig\n"
+        "def get_config():\n"
+        "    stage = StageConfig(batch_size=2, epochs=1, steps_per_epoch=100000, learning_rate=1e-3)\n"
+        f"    return TrainConfig(model=tiny_model_config(), data=DataConfig(crop={CROP}, worker_count=1, "
+        f"synthetic={str(synthetic_root)!r}), anet=stage, tnet=stage, checkpoint_every=1000, log_every=1)\n")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.train", "--config", str(config_file), "--workdir",
+                             str(tmp_path / "run"), "--stage", "anet", "--no-progress"], env=env, cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "run/anet/metrics.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert "SIGINT received: saved step" in out, out
+    assert "Traceback" not in out and "leaked" not in out, out
+    assert proc.returncode == 130, out

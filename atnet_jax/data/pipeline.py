@@ -14,8 +14,8 @@ Key ``k = epoch * len(examples) + i`` is element ``i`` seen in epoch ``epoch``: 
 
 :func:`make_loader` turns a source into a grain ``IterDataset`` of stacked numpy batches::
 
-    range(per_shard).repeat(num_epochs)              # position p in this host's stream
-      .map_with_index(p -> key)                      # epoch-wise global shuffle, then host shard
+    range(...)                                       # position p in this host's stream
+      .map_with_index(p -> key)                      # host rows of global batches, epoch-wise shuffle
       .map(examples.__getitem__).batch(B)            # batches formed before the workers: any
       .to_iter_dataset().mp_prefetch(worker_count)   # worker_count gives the same batches, in order
 
@@ -29,6 +29,7 @@ one entry per worker and does not restore into another count), ``it = iter(loade
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -211,21 +212,29 @@ class TnetExamples:
 class _StreamKey:
     """Position ``p`` in one host's stream -> example key ``epoch * n + i``.
 
-    Epoch ``e`` visits a permutation of ``range(n)`` (grain's index shuffle, seeded ``seed + e``); host
-    ``shard_index`` takes every ``shard_count``-th entry of it (``n // shard_count`` per epoch: the remainder
-    is dropped so hosts stay in step).
+    One global stream, cut into global batches of ``batch_size * shard_count``: host ``shard_index`` takes
+    rows ``[shard_index * batch_size, (shard_index + 1) * batch_size)`` of each, so the hosts' batches,
+    stacked in host order, are the batches one host would read alone with the global batch size. Global
+    position ``q`` is element ``order[q]`` of epoch ``q // n``: epoch ``e`` visits a permutation of
+    ``range(n)`` (grain's index shuffle, seeded ``seed + e``), and global batches run on across epochs.
     """
 
-    def __init__(self, n: int, *, seed: int, shuffle: bool, shard_index: int, shard_count: int):
-        self.n, self.shard_index, self.shard_count = n, shard_index, shard_count
-        self.per_shard = n // shard_count
+    def __init__(self, n: int, *, seed: int, shuffle: bool, batch_size: int, shard_index: int, shard_count: int):
+        self.n, self.batch_size, self.shard_index, self.shard_count = n, batch_size, shard_index, shard_count
         self.order = grain.MapDataset.range(n).shuffle(seed=seed) if shuffle else None
 
     def __call__(self, position: int, _: Any) -> int:
-        epoch, j = divmod(int(position), self.per_shard)
-        g = epoch * self.n + self.shard_index + self.shard_count * j
-        i = int(self.order[g]) if self.order is not None else g % self.n  # order[g]: epoch-e permutation
-        return epoch * self.n + i
+        batch, row = divmod(int(position), self.batch_size)
+        q = (batch * self.shard_count + self.shard_index) * self.batch_size + row
+        i = int(self.order[q]) if self.order is not None else q % self.n  # order[q]: the epoch-(q // n) permutation
+        return q // self.n * self.n + i
+
+
+def _ignore_interrupts(worker_index: int, worker_count: int) -> None:
+    """In each worker: Ctrl-C reaches the whole process group; the training process handles it and closes
+    the iterator (which stops the workers), so a worker ignores it instead of dying with a traceback."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stack(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -248,27 +257,39 @@ def make_loader(
 ) -> grain.IterDataset:
     """A grain ``IterDataset`` of batches: dicts of ``[batch_size, ...]`` numpy arrays (see the examples).
 
-    ``num_epochs=None`` repeats forever (each epoch reshuffled and re-augmented); ``shard_index`` /
-    ``shard_count`` select this host's disjoint share of every epoch; ``worker_count`` processes build
+    ``num_epochs=None`` repeats forever (each epoch reshuffled and re-augmented). ``shard_index`` /
+    ``shard_count``: this host's rows of every global batch of ``batch_size * shard_count`` (``batch_size``
+    is per host; the shards' batches stacked in shard order are the one-host batches of the global size;
+    with ``num_epochs``, whole global batches only, so every host reads as many); ``worker_count`` processes build
     whole batches (0: in this process, ``read_threads`` threads), with the same batches in the same order
     for any worker count. ``iter(loader)`` has ``get_state()`` / ``set_state()`` (module docstring; a state
     restores into a loader with the same arguments, ``worker_count`` included).
     Worker processes are spawned: the program needs a ``__main__`` guard; unparsed absl flags are marked
-    parsed (defaults) as grain reads its flags.
+    parsed (defaults) as grain reads its flags. Workers ignore SIGINT; call ``close()`` on the iterator
+    to stop them (and free their shared memory).
     """
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"need 0 <= shard_index < shard_count, got {shard_index}, {shard_count}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    key = _StreamKey(len(examples), seed=seed, shuffle=shuffle, shard_index=shard_index, shard_count=shard_count)
-    if key.per_shard == 0:
-        raise ValueError(f"{len(examples)} examples cannot fill {shard_count} shards")
-    ds = grain.MapDataset.range(key.per_shard).repeat(num_epochs).map_with_index(key).map(examples.__getitem__)
+    n = len(examples)
+    key = _StreamKey(n, seed=seed, shuffle=shuffle, batch_size=batch_size, shard_index=shard_index,
+                     shard_count=shard_count)
+    if num_epochs is None:
+        ds = grain.MapDataset.range(batch_size).repeat(None)
+    else:
+        length = n * num_epochs if shard_count == 1 else n * num_epochs // (batch_size * shard_count) * batch_size
+        if length == 0:
+            raise ValueError(f"{n} examples x {num_epochs} epoch(s) cannot fill one global batch of "
+                             f"{batch_size} x {shard_count} shards")
+        ds = grain.MapDataset.range(length)
+    ds = ds.map_with_index(key).map(examples.__getitem__)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * read_threads))
     if worker_count > 0:
         if not flags.FLAGS.is_parsed():  # grain reads its absl flags; outside absl.app, use their defaults
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
-                                                         per_worker_buffer_size=worker_buffer_size))
+                                                         per_worker_buffer_size=worker_buffer_size),
+                            worker_init_fn=_ignore_interrupts)
     return it

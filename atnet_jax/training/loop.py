@@ -2,19 +2,31 @@
 
 Workdir layout (per stage ``anet`` / ``tnet``)::
 
-    WORKDIR/<stage>/config.json      the config of the latest start
-    WORKDIR/<stage>/checkpoints/<step>/{state,data}   train state + per-host data-iterator state (orbax)
-    WORKDIR/<stage>/metrics.csv      step, loss terms, gradient norm, learning rate, examples/s
+    WORKDIR/<stage>/config.json      the config the run started with (a resume must use the same)
+    WORKDIR/<stage>/checkpoints/<step>/{state,data,meta}   train state, per-host data-iterator state and
+                                     the training time so far (orbax)
+    WORKDIR/<stage>/metrics.csv      step, loss terms, gradient norm, learning rate, examples/s, elapsed time
+    WORKDIR/tnet/frozen_anet.json    stage 2: the fingerprint of the A-Net it trains against
     WORKDIR/<stage>/weights/         an atnet_jax weights folder (stage 1: A-Net; stage 2: A-Net + T-Net)
+
+With several processes (``jax.distributed``) every process runs every step, save, restore and the final
+barrier; each reads only its rows of every global batch; process 0 alone prints, writes ``metrics.csv``,
+``config.json`` and the weights. A stop request (SIGTERM, Ctrl-C, the time limit) that reaches one process
+stops all of them after the same step, and the checkpoint they save together is the one a rerun resumes from.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import json
 import math
+import os
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +38,8 @@ from atnet_jax.checkpointing import load_weights, save_weights
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
 from atnet_jax.models.build import count_params, init_variables
-from atnet_jax.training.config import TrainConfig, to_json
+from atnet_jax.training.config import STAGES, TrainConfig, to_json
+from atnet_jax.training.distributed import barrier, is_main_process, max_over_processes
 from atnet_jax.training.optim import learning_rate_schedule
 from atnet_jax.training.state import TrainState, create_train_state
 from atnet_jax.training.steps import compile_train_step, make_mesh, replicated, shard_batch
@@ -35,8 +48,22 @@ from atnet_jax.training.warm_start import tnet_from_anet
 _LOG_FIELDS = ("step", "loss", "bce", "local_mse", "grad_norm", "learning_rate", "examples_per_s", "elapsed_s")
 
 
+# Keys that may change between a run and its resume: they decide when to log, save or stop, not what is learnt.
+_RUN_CONTROL_KEYS = ("checkpoint_every", "keep_checkpoints", "log_every")
+# Why a run stopped early, ordered: the processes agree on the largest code any of them saw.
+_STOP_REASONS = (None, "time limit", "SIGTERM", "SIGINT")
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and where the batch was saved."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run after every process saved the same checkpoint."""
+
+
+class ResumeMismatchError(ValueError):
+    """The workdir's checkpoints were made with another config or against another A-Net."""
 
 
 @dataclasses.dataclass
@@ -47,6 +74,7 @@ class RunResult:
     finished: bool
     weights: Path | None
     interrupted: bool = False
+    stopped_by: str | None = None  # "SIGTERM" where a signal stopped the run (SIGINT raises KeyboardInterrupt)
 
 
 def build_examples(config: TrainConfig, stage: str) -> AnetExamples | TnetExamples:
@@ -74,8 +102,10 @@ def build_examples(config: TrainConfig, stage: str) -> AnetExamples | TnetExampl
     return TnetExamples(video_source, size=data.crop, seed=config.seed)
 
 
-def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Array) -> TrainState:
-    frozen = None
+def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Array,
+                   say: Callable[[str], None]) -> tuple[TrainState, Path | None]:
+    """The fresh state of ``stage`` and, in stage 2, the weights folder of the frozen A-Net."""
+    frozen, source = None, None
     if stage == "tnet":
         source = Path(config.tnet.init_from) if config.tnet.init_from else workdir / "anet" / "weights"
         if not source.exists():
@@ -89,16 +119,81 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
     if stage == "tnet" and config.tnet.start_from_anet:
         # A-Net's encoder replaces all of T-Net's, so ImageNet weights would be overwritten: not read here.
         variables, report = tnet_from_anet(init_variables(config.model, rng, networks=("tnet",))["tnet"], frozen)
-        print(f"tnet: encoder and decoder start from the A-Net in {source} ({report['copied']} arrays; "
-              f"{report['kept']} of T-Net's own keep their initialisation)")
+        say(f"tnet: encoder and decoder start from the A-Net in {source} ({report['copied']} arrays; "
+            f"{report['kept']} of T-Net's own keep their initialisation)")
     elif config.imagenet_weights:
         from atnet_jax.training.imagenet_init import format_report, init_encoders_from_imagenet
 
         variables, report = init_encoders_from_imagenet(
             init_variables(config.model, rng, networks=(stage,)), config.imagenet_weights, networks=(stage,))
-        print(format_report(report))
+        say(format_report(report))
         variables = variables[stage]
-    return create_train_state(config, stage, rng, variables=variables, frozen=frozen)
+    return create_train_state(config, stage, rng, variables=variables, frozen=frozen), source
+
+
+def _flat_config(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for name, sub in tree.items() for k, v in _flat_config(sub, f"{prefix}{name}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def _check_config(config: TrainConfig, stage: str, run_dir: Path) -> None:
+    """Refuse to resume ``run_dir`` with a config that differs from the one it started with, naming the keys
+    (the run-control keys, the other stage's keys and ``<stage>.time_limit_minutes`` may change)."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = _flat_config(json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise ResumeMismatchError(f"{path} is not valid JSON ({err}); it records the run's config") from None
+    new = _flat_config(json.loads(to_json(config)))
+    free = {*_RUN_CONTROL_KEYS, f"{stage}.time_limit_minutes"}
+    differ = sorted(k for k in set(saved) | set(new) if k.split(".")[0] not in set(STAGES) - {stage}
+                    and k not in free and saved.get(k, "<missing>") != new.get(k, "<missing>"))
+    if differ:
+        shown = ", ".join(f"{k} {saved.get(k, '<missing>')} -> {new.get(k, '<missing>')}" for k in differ[:6])
+        raise ResumeMismatchError(
+            f"{run_dir} was started with another config ({len(differ)} key(s) differ: {shown}"
+            f"{', ...' if len(differ) > 6 else ''}); resume with the same config and --set values, or use a "
+            "new --workdir")
+
+
+def fingerprint(tree: Any) -> str:
+    """A SHA-256 of a pytree of arrays: paths, dtypes, shapes and bytes (equal trees, equal fingerprints)."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda x: jax.tree_util.keystr(x[0])):
+        array = np.asarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _check_frozen(record: Path, frozen: Any, source: Path, resuming: bool) -> dict[str, str]:
+    """Stage 2: the record of the frozen A-Net; on resume, refuse an A-Net other than the recorded one."""
+    found = {"source": str(source), "sha256": fingerprint(frozen)}
+    if resuming and record.exists():
+        saved = json.loads(record.read_text())
+        if saved["sha256"] != found["sha256"]:
+            raise ResumeMismatchError(
+                f"{record.parent} trains T-Net against the A-Net {saved['source']} (sha256 {saved['sha256'][:12]}), "
+                f"but {source} holds another A-Net (sha256 {found['sha256'][:12]}); put that A-Net back "
+                "(tnet.init_from) or use a new --workdir")
+    return found
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class _StopRequest:
@@ -130,28 +225,53 @@ def _checkpoint_manager(directory: Path, config: TrainConfig) -> ocp.CheckpointM
     return ocp.CheckpointManager(directory.resolve(), options=options)
 
 
-def _save(manager: ocp.CheckpointManager, state: TrainState, iterator: Any, step: int) -> None:
+def _save(manager: ocp.CheckpointManager, state: TrainState, iterator: Any, step: int, elapsed_s: float) -> None:
+    """Every process: the (replicated) state once, each process's data-iterator state, the training time."""
     import grain
 
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.checkpoint_items()),
-                                               data=grain.checkpoint.CheckpointSave(iterator)), force=True)
+                                               data=grain.checkpoint.CheckpointSave(iterator),
+                                               meta=ocp.args.JsonSave({"elapsed_s": elapsed_s})), force=True)
     manager.wait_until_finished()
 
 
-def _restore(manager: ocp.CheckpointManager, state: TrainState, iterator: Any, step: int) -> TrainState:
+def _restore(manager: ocp.CheckpointManager, state: TrainState, iterator: Any, step: int
+             ) -> tuple[TrainState, float]:
+    """``state`` (placed as it is to be restored: replicated on the mesh) and the iterator from ``step``;
+    returns the restored state and the training time before it."""
     import grain
 
+    folder = Path(manager.directory) / str(step)
+    own = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if (folder / "data").is_dir() and not (folder / "data" / own).exists():
+        written = sorted(p.name for p in (folder / "data").glob("process_*.json"))
+        raise ResumeMismatchError(f"{folder} holds the data positions of {len(written)} process(es), this run has "
+                                  f"{jax.process_count()}: resume with as many processes")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.checkpoint_items())
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                             data=grain.checkpoint.CheckpointRestore(iterator)))
-    return state.replace(**restored["state"])
+    items = {"state": ocp.args.StandardRestore(abstract), "data": grain.checkpoint.CheckpointRestore(iterator)}
+    if (folder / "meta").exists():  # older checkpoints hold no training time
+        items["meta"] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    elapsed = float(restored["meta"]["elapsed_s"]) if "meta" in items else 0.0
+    return state.replace(**restored["state"]), elapsed
 
 
 class _CsvLog:
-    def __init__(self, path: Path) -> None:
+    """``metrics.csv``, appended to; rows after ``last_step`` (written before a crash, past the checkpoint
+    the run resumes from) are dropped first, so that no step appears twice."""
+
+    def __init__(self, path: Path, last_step: int) -> None:
+        if path.exists():
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+            kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step]
+            if len(kept) != len(rows) - 1:
+                lines = [",".join(_LOG_FIELDS)] + [",".join(r) for r in kept]
+                _write_atomic(path, "\n".join(lines) + "\n")
         new = not path.exists()
         self._file = path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=_LOG_FIELDS, extrasaction="ignore")
+        self._writer = csv.DictWriter(self._file, fieldnames=_LOG_FIELDS, extrasaction="ignore",
+                                      lineterminator="\n")
         if new:
             self._writer.writeheader()
 
@@ -170,6 +290,16 @@ def _export(config: TrainConfig, stage: str, state: TrainState, directory: Path)
                         extra={"trained": {"stage": stage, "step": int(state.step)}})
 
 
+def _quiet(message: str) -> None:
+    del message
+
+
+def _close(iterator: Any) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:  # grain worker processes: stopped here, their shared memory freed
+        close()
+
+
 def train(
     config: TrainConfig, workdir: str | Path, stage: str, *, max_steps: int | None = None, progress: bool = True,
 ) -> RunResult:
@@ -177,57 +307,93 @@ def train(
 
     Stops at the end of the schedule (``epochs x steps_per_epoch`` steps), at ``max_steps`` (a limit on the
     global step), at ``time_limit_minutes`` or on SIGTERM / Ctrl-C, saving a checkpoint in every case; unless
-    interrupted by a signal it then exports the weights to ``workdir/<stage>/weights``.
+    stopped by a signal it then exports the weights to ``workdir/<stage>/weights``. After Ctrl-C (SIGINT) it
+    raises :class:`Interrupted` (a KeyboardInterrupt) once the checkpoint is saved; after SIGTERM it returns
+    with ``stopped_by``.
+    Raises :class:`ResumeMismatchError` when the workdir was started with another config (or, stage 2,
+    against another A-Net).
     """
+    main = is_main_process()
+    say = print if main else _quiet
     stage_config = config.stage(stage)
     run_dir = Path(workdir) / stage
     run_dir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        (run_dir / "config.json").write_text(to_json(config) + "\n")
     mesh = make_mesh()
     n_dev, n_proc = mesh.devices.size, jax.process_count()
     if stage_config.batch_size % n_dev:
         raise ValueError(f"{stage}.batch_size {stage_config.batch_size} is not divisible by the {n_dev} devices")
     host_batch = stage_config.batch_size // n_proc
 
+    manager = _checkpoint_manager(run_dir / "checkpoints", config)
+    latest = manager.latest_step()
+    if latest is not None:
+        _check_config(config, stage, run_dir)
     examples = build_examples(config, stage)
     batches = iter(make_loader(examples, batch_size=host_batch, seed=config.seed,
                                worker_count=config.data.worker_count, shard_index=jax.process_index(),
                                shard_count=n_proc))
-    print(f"{stage}: {len(examples):,} training examples")
+    try:
+        return _train(config, stage, run_dir, manager, batches, latest, mesh, max_steps=max_steps,
+                      progress=progress, say=say, main=main, num_examples=len(examples))
+    finally:
+        manager.close()
+        _close(batches)
+
+
+def _train(config: TrainConfig, stage: str, run_dir: Path, manager: ocp.CheckpointManager, batches: Any,
+           latest: int | None, mesh: Any, *, max_steps: int | None, progress: bool, say: Callable[[str], None],
+           main: bool, num_examples: int) -> RunResult:
+    stage_config = config.stage(stage)
+    n_dev, n_proc = mesh.devices.size, jax.process_count()
+    say(f"{stage}: {num_examples:,} training examples")
     rng = jax.random.key(config.seed)
-    state = _initial_state(config, stage, Path(workdir), rng)
-    print(f"{stage}: {count_params({'params': state.params}):,} parameters, {n_dev} device(s) on {n_proc} "
-          f"host(s), global batch {stage_config.batch_size}, {stage_config.total_steps:,} steps")
-    manager = _checkpoint_manager(run_dir / "checkpoints", config)
-    latest = manager.latest_step()
-    if latest is not None:
-        state = _restore(manager, state, batches, latest)
-        print(f"{stage}: resumed from {run_dir / 'checkpoints' / str(latest)}")
+    state, anet_source = _initial_state(config, stage, run_dir.parent, rng, say)
+    record = run_dir.parent / "tnet" / "frozen_anet.json"
+    frozen_record = _check_frozen(record, state.frozen, anet_source, latest is not None) if stage == "tnet" else None
+    say(f"{stage}: {count_params({'params': state.params}):,} parameters, {n_dev} device(s) on {n_proc} "
+        f"process(es), global batch {stage_config.batch_size}, {stage_config.total_steps:,} steps")
     state = jax.device_put(state, replicated(mesh))
+    elapsed_before = 0.0
+    if latest is not None:
+        state, elapsed_before = _restore(manager, state, batches, latest)
+        say(f"{stage}: resumed from {run_dir / 'checkpoints' / str(latest)}")
+    if main and (latest is None or not (run_dir / "config.json").exists()):
+        _write_atomic(run_dir / "config.json", to_json(config) + "\n")
+    if main and frozen_record is not None and (latest is None or not record.exists()):
+        _write_atomic(record, json.dumps(frozen_record, indent=2) + "\n")
     step_fn = compile_train_step(mesh, stage=stage, model_config=config.model,
                                  local_loss_weight=stage_config.local_loss_weight)
     dropout_rng = jax.random.fold_in(rng, 1)
     schedule = learning_rate_schedule(stage_config)
     last = stage_config.total_steps if max_steps is None else min(max_steps, stage_config.total_steps)
     step = int(state.step)
-    log = _CsvLog(run_dir / "metrics.csv") if jax.process_index() == 0 else None
+    log = _CsvLog(run_dir / "metrics.csv", step) if main else None
     deadline = time.monotonic() + 60 * stage_config.time_limit_minutes if stage_config.time_limit_minutes else math.inf
     bar = None
-    if progress and jax.process_index() == 0:
+    if progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=last, initial=step, desc=f"train {stage}", unit="step", dynamic_ncols=True)
     start, window_start, window_steps = time.monotonic(), time.monotonic(), 0
     stop = _StopRequest()
+    stopped_by = None
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - start
+
     try:
         with stop:
-            while step < last and stop.signal is None and time.monotonic() < deadline:
+            while step < last:
+                local = _STOP_REASONS.index(stop.signal) if stop.signal else int(time.monotonic() >= deadline)
+                stopped_by = _STOP_REASONS[max_over_processes(local)]  # the same in every process
+                if stopped_by is not None:
+                    break
                 batch = next(batches)
                 state, metrics = step_fn(state, shard_batch(batch, mesh), dropout_rng)
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if not math.isfinite(metrics["loss"]):
-                    path = run_dir / f"nonfinite_batch_step{step + 1}.npz"
+                    suffix = f"_process{jax.process_index()}" if n_proc > 1 else ""
+                    path = run_dir / f"nonfinite_batch_step{step + 1}{suffix}.npz"
                     np.savez(path, **batch)
                     raise NonFiniteLossError(
                         f"{stage}: the loss is {metrics['loss']} at step {step + 1} (the batch drawn after "
@@ -240,24 +406,26 @@ def train(
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{rate:.1f}")
                 if log is not None and (step % config.log_every == 0 or step == last):
                     log.write({"step": step, **metrics, "learning_rate": float(schedule(step - 1)),
-                               "examples_per_s": rate, "elapsed_s": time.monotonic() - start})
+                               "examples_per_s": rate, "elapsed_s": elapsed()})
                     window_start, window_steps = time.monotonic(), 0
                 if step % config.checkpoint_every == 0:
-                    _save(manager, state, batches, step)
+                    _save(manager, state, batches, step, elapsed())
         if manager.latest_step() != step:
-            _save(manager, state, batches, step)
+            _save(manager, state, batches, step, elapsed())
     finally:
         if bar is not None:
             bar.close()
         if log is not None:
             log.close()
-        manager.close()
     where = run_dir / "checkpoints" / str(step)
-    if stop.signal is not None:
-        print(f"{stage}: {stop.signal} received: saved step {step} to {where}; run the same command to resume")
-        return RunResult(step, False, None, interrupted=True)
+    if stopped_by in ("SIGTERM", "SIGINT"):
+        say(f"{stage}: {stopped_by} received: saved step {step} to {where}; run the same command to resume")
+        if stopped_by == "SIGINT":
+            raise Interrupted
+        return RunResult(step, False, None, interrupted=True, stopped_by=stopped_by)
     finished = step >= stage_config.total_steps
-    weights = _export(config, stage, state, run_dir / "weights") if jax.process_index() == 0 else None
-    reason = "end of schedule" if finished else "time limit" if step < last else f"step limit {last}"
-    print(f"{stage}: {reason} at step {step}: saved {where}" + (f" and weights {weights}" if weights else ""))
+    weights = _export(config, stage, state, run_dir / "weights") if main else None
+    barrier("atnet_jax_weights_written")
+    reason = "end of schedule" if finished else "time limit" if stopped_by else f"step limit {last}"
+    say(f"{stage}: {reason} at step {step}: saved {where}" + (f" and weights {weights}" if weights else ""))
     return RunResult(step, finished, weights)

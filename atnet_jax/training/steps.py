@@ -99,9 +99,10 @@ def train_step(
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D ``("data",)`` mesh over ``devices`` (default: all devices of all hosts)."""
+    """A 1-D ``("data",)`` mesh over ``devices`` (default: all devices of all hosts), ordered by process:
+    each process's devices hold consecutive rows of a global batch, in process order (see ``shard_batch``)."""
     devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), ("data",))
+    return Mesh(np.asarray(sorted(devices, key=lambda d: (d.process_index, d.id))), ("data",))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -123,6 +124,7 @@ def compile_train_step(
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
-    """This host's share of the global batch (numpy) -> global arrays sharded on ``"data"``."""
+    """This host's rows of the global batch (numpy) -> global arrays sharded on ``"data"``: process ``i``'s
+    rows come ``i``-th (the mesh orders devices by process)."""
     sharding = data_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
