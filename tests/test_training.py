@@ -251,7 +251,8 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_config, s
     assert first.step == 3 and sorted(p.name for p in (tmp_path / "resumed/anet/checkpoints").iterdir()) == ["2", "3"]
     second = train(config, tmp_path / "resumed", "anet", max_steps=5, progress=False)
     assert straight.step == second.step == 5
-    for a, b in zip(jax.tree.leaves(_params(straight.weights, "anet")), jax.tree.leaves(_params(second.weights, "anet"))):
+    leaves = [jax.tree.leaves(_params(run.weights, "anet")) for run in (straight, second)]
+    for a, b in zip(*leaves):
         np.testing.assert_array_equal(a, b)
     rows = (tmp_path / "resumed/anet/metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
@@ -291,15 +292,15 @@ def test_sigterm_saves_and_the_rerun_resumes(tiny_config, synthetic_root, tmp_pa
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out  # interrupted (cli.EXIT_INTERRUPTED)
-    assert "SIGTERM received: saved step" in out, out
+    assert proc.returncode == 1, out  # stopped before the end: a scheduler may requeue the job
+    assert "SIGTERM received: saved step" in out and "stopped by SIGTERM" in out, out
     saved = sorted(int(p.name) for p in (tmp_path / "run/anet/checkpoints").iterdir())
     assert len(saved) == 1 and saved[0] >= 2
     assert not (tmp_path / "run/anet/weights").exists()
     out = subprocess.run(cmd + ["--max-steps", str(saved[0] + 1)], env=env, cwd=PROJECT_ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert f"resumed from" in out.stdout and f"at step {saved[0] + 1}" in out.stdout
+    assert "resumed from" in out.stdout and f"at step {saved[0] + 1}" in out.stdout
     steps = [int(r.split(",")[0]) for r in log.read_text().splitlines()[1:]]
     assert steps == list(range(1, saved[0] + 2))
 

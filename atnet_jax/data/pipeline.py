@@ -35,8 +35,8 @@ from typing import Any
 
 import cv2
 import grain
-from absl import flags
 import numpy as np
+from absl import flags
 
 from atnet_jax.data.davis import VOID_LABEL
 from atnet_jax.data.interactions import anet_training_input, tnet_mini_sequence
