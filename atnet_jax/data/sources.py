@@ -18,7 +18,9 @@
 
 Indices are non-negative (IndexError otherwise). Indexing is deterministic: the order of videos/images is fixed
 at construction (split-file order, else sorted names) and every access re-reads the same files. Folders are
-checked at construction: a missing or malformed dataset raises FileNotFoundError / ValueError naming the file or folder that was expected.
+checked at construction: a missing or malformed dataset raises FileNotFoundError / ValueError naming the file
+or folder that was expected.
+
 :class:`ConcatVideoSource` mixes video sources; :class:`ImagesAsVideos` turns an image source into one-frame
 videos so SBD can join them.
 """
