@@ -9,6 +9,7 @@ from pathlib import Path
 
 from atnet_jax import cli
 from atnet_jax.infer import DEFAULT_CHECKPOINT
+from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 EXAMPLES = """examples:
   # DAVIS-2017 val, J&F (the challenge metric), 8 rounds
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of model time per round per object (default: 30)")
     parser.add_argument("--min-nb-nodes", type=int, default=4,
                         help="robot: smallest skeleton that gives a stroke (DAVIS: 4; ATNet's paper: 2)")
+    parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
+                        help="run the networks on frames whose shorter side is at most N pixels (default: "
+                             f"{DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
     parser.add_argument("--overwrite", action="store_true", help="replace reports already in --output")
     return parser
 
@@ -88,8 +92,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
           f"{args.metric}, up to {args.max_rounds} rounds")
     config = ProtocolConfig(max_rounds=args.max_rounds, time_per_object=args.time_per_object,
                             metric=args.metric, min_nb_nodes=args.min_nb_nodes)
-    result = evaluate(sequences, lambda s: Session(s.frames, variables, model_config, s.num_objects), config,
-                      args.output)
+    result = evaluate(sequences, lambda s: Session(s.frames, variables, model_config, s.num_objects,
+                                                   size=args.size), config, args.output)
     print(json.dumps({"auc": result["auc"], "metric_at_threshold": result["metric_at_threshold"]}, indent=2))
     print(f"wrote {args.output / 'report.csv'}, {args.output / 'summary.json'}, {args.output / 'curve.png'}")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import atnet_jax
 from atnet_jax import cli
+from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 DEFAULT_CHECKPOINT = Path(atnet_jax.__file__).resolve().parent / "assets" / "demo_weights"
 """The weights shipped with the package: a small network trained on synthetic videos (the demo's)."""
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="number of objects (default: the largest object id in the scribbles)")
     parser.add_argument("--overlay", choices=("video", "images", "none"),
                         help="how to write the overlay of masks on frames (default: video; the demo: images)")
+    parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
+                        help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
+                             f"video's own size (default: {DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     return parser
 
@@ -163,7 +167,7 @@ def infer(args: argparse.Namespace) -> None:
     print(f"{name}: {len(frames)} frames of {frames.shape[1]}x{frames.shape[0]}, {num_objects} object(s), "
           f"{len(rounds)} scribble file(s)")
 
-    session = Session(frames, variables, config, num_objects, progress=True)
+    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
     n = 0
     for path, scribbles in zip(args.scribbles, rounds):
         marked = annotated_frames(scribbles)
@@ -173,8 +177,8 @@ def infer(args: argparse.Namespace) -> None:
             n += 1
             session.interact(frame, scribbles["scribbles"][frame])
             print(f"  round {n}: {path.name}, frame {frame}: {session.last_round_seconds:.1f} s")
-    session.close()
     _write_results(args.output, name, frames, session.labels, args.overlay or "video", args.overwrite)
+    session.close()
 
 
 # ----------------------------------------------------------------------------------------------- the demo
@@ -277,7 +281,7 @@ def demo(args: argparse.Namespace) -> None:
     variables, config = cli.load_checkpoint(checkpoint)
     print(f"weights: {checkpoint}")
 
-    session = Session(frames, variables, config, num_objects, progress=True)
+    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
     compile_start = time.perf_counter()
     session.warmup()
     print(f"compiled A-Net and T-Net for this frame size in {time.perf_counter() - compile_start:.1f} s")
@@ -309,9 +313,9 @@ def demo(args: argparse.Namespace) -> None:
         rounds.append(("round 2", session.labels.copy(), frame2, correction["scribbles"][frame2]))
     else:
         print("round 2: round 1 is already right everywhere; the robot has nothing to correct")
-    session.close()
 
     _write_results(output, name, frames, session.labels, args.overlay or "images", args.overwrite)
+    session.close()
     _overview(output / OVERVIEW, frames, gt, rounds)
     print(f"wrote {output / OVERVIEW}: ground truth and each round's result on a few frames")
     replay = ["python", "-m", "atnet_jax.infer", "--input", str(data), "--sequence", name,
