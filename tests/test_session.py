@@ -213,3 +213,16 @@ def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its
     session._store(2, p, 1.0)
     assert (session.labels[2] == 1).all()
     np.testing.assert_array_equal(session.probabilities[2], p)
+
+
+def test_round_one_encoder_in_batches_gives_the_same_results(tiny_config, tiny_variables, two_rounds):
+    """Accelerators encode several frames per call in round 1; the results are those of one frame per call."""
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=2, encoder_batch=4)
+    calls = []
+    encode = session._nets.encode
+    session._nets = dataclasses.replace(session._nets, encode=lambda v, x: calls.append(x.shape[0]) or encode(v, x))
+    session.interact_maps(3, *_maps(2, 1))
+    assert set(calls) == {4} and len(calls) < T  # batches of 4 (the last filled up), fewer calls than frames
+    assert session.features.computed == T
+    np.testing.assert_allclose(np.asarray(session.probabilities), two_rounds[3], atol=1e-5)
+    session.close()

@@ -381,11 +381,16 @@ class Session:
         if self.encoder_batch > 1:
             self._nets.encode(self._variables["tnet"], np.broadcast_to(image, (self.encoder_batch, hp, wp, 3)))
         fused = self._nets.fuse(self._variables["tnet"], indicator)
-        annotated_r5 = jnp.zeros((m, *feats["r5"].shape), feats["r5"].dtype)
-        fused_indicators = jnp.zeros((m, *fused.shape), fused.dtype)
-        frame_mask = jnp.arange(m) < 0
-        jax.block_until_ready(self._nets.step(
-            self._variables["tnet"], feats, annotated_r5, fused_indicators, frame_mask, feats["r2"], prob))
+        # The same eager array ops as a round (each compiles once per shape), so that rounds compile nothing.
+        r5 = jnp.asarray(feats["r5"])
+        annotated_r5 = jnp.stack([r5] + [jnp.zeros_like(r5)] * (m - 1))
+        fused_indicators = jnp.stack([fused] + [jnp.zeros_like(fused)] * (m - 1))
+        frame_mask = jnp.arange(m) < 1
+        out = self._nets.step(self._variables["tnet"], feats, annotated_r5, fused_indicators, frame_mask, feats["r2"],
+                              prob)
+        result = self._crop_device(out)
+        result.copy_to_host_async()
+        np.asarray(result)
         self._nets.warm.add(key)
 
     def _image(self, index: int) -> np.ndarray:
