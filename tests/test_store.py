@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -36,6 +37,25 @@ def test_frames_round_trip_and_the_file_goes_at_close(tmp_path):
     with pytest.raises(ValueError, match="closed"):
         store[0]
     copy.close()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="resident memory is read from Linux's /proc")
+def test_frames_written_and_read_do_not_stay_in_memory(tmp_path):
+    """Each access maps one frame and unmaps it: 256 MB written and read back leave resident memory as it was."""
+    store = FrameStore(tmp_path / "big.f32", 64, (1024, 1024), np.float32)  # 4 MB frames
+    frame = np.ones((1024, 1024), np.float32)
+    before = _rss_bytes()
+    for t in range(64):
+        store[t] = frame * t
+    for t in range(64):
+        assert store[t][0, 0] == t
+    assert _rss_bytes() - before < 64 << 20
+    store.close()
 
 
 def test_temporary_stores_are_removed_when_collected():

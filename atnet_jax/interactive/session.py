@@ -273,7 +273,8 @@ class Session:
     """Interactive segmentation of one video with one set of A-Net/T-Net weights.
 
     Args:
-      frames: the video (``len`` and ``frames[i] -> [H, W, 3] uint8 RGB``); read lazily, frame by frame.
+      frames: the video (``len`` and ``frames[i] -> [H, W, 3] uint8 RGB``); read lazily, frame by frame, and
+        ahead of the networks in a reader thread (so ``frames[i]`` must be safe to call from another thread).
       variables: ``{"anet": ..., "tnet": ...}`` Flax variables (``atnet_jax.checkpointing.load_weights``).
       config: the networks' :class:`ModelConfig`.
       num_objects: K, the objects to segment (ids 1..K).
@@ -422,7 +423,9 @@ class Session:
             if b > 1 and len(chunk) < b:
                 images = np.concatenate([images, np.repeat(images[-1:], b - len(chunk), axis=0)])
             feats = jax.device_get(self._nets.encode(self._variables["tnet"], images))
-            out.extend({k: v[j : j + 1] for k, v in feats.items()} for j in range(len(chunk)))
+            # Copies where batched: a view would keep the whole batch in memory while the cache counts one frame.
+            out.extend({k: v[j : j + 1] if b == 1 else v[j : j + 1].copy() for k, v in feats.items()}
+                       for j in range(len(chunk)))
         return out
 
     def _crop_device(self, x: jax.Array) -> jax.Array:
