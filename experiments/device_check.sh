@@ -19,12 +19,17 @@ unset XLA_FLAGS JAX_PLATFORMS
 
 has_gpu() { "$python" -c 'import jax, sys; sys.exit(0 if jax.default_backend() == "gpu" else 1)' 2>/dev/null; }
 
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, and report its duration
+failed=()
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, report its duration; later steps run anyway
   local name=$1 limit=$2 start=$SECONDS
   shift 2
   echo "== $name (limit ${limit} s)"
-  timeout "$limit" "$@" 2>&1 | tee "$log_dir/$name.log"
-  echo "== $name: $((SECONDS - start)) s"
+  if timeout "$limit" "$@" 2>&1 | tee "$log_dir/$name.log"; then
+    echo "== $name: done in $((SECONDS - start)) s"
+  else
+    echo "== $name: FAILED after $((SECONDS - start)) s (exit ${PIPESTATUS[0]}; 124 = time limit)"
+    failed+=("$name")
+  fi
 }
 
 if ! has_gpu; then
@@ -41,3 +46,7 @@ step bench_session 90 "$python" experiments/bench_session.py --frames 50 --heigh
 step robot_rounds 60 "$python" experiments/bench_session.py --robot-rounds 8 --frames 80 --height 480 \
   --width 854 --objects 2
 echo "device check done in $SECONDS s; logs in $log_dir"
+if ((${#failed[@]})); then
+  echo "failed: ${failed[*]}" >&2
+  exit 1
+fi

@@ -32,6 +32,12 @@ def test_propagation_plan_stops_before_annotated_frames_and_weights_eq6():
 def test_merge_objects_thresholds_the_argmax():
     probs = np.array([[[0.9, 0.5, 0.85, 0.1]], [[0.95, 0.7, 0.2, 0.81]]])  # [K=2, 1, 4]
     np.testing.assert_array_equal(merge_objects(probs), [[2, 0, 1, 2]])
+    # Against np.argmax on random maps with ties (the lower id wins, as argmax).
+    rng = np.random.default_rng(0)
+    probs = np.round(rng.random((4, 2, 30, 40)).astype(np.float32), 1)
+    best = np.argmax(probs, axis=0)
+    expected = np.where(np.max(probs, axis=0) > 0.8, best + 1, 0)
+    np.testing.assert_array_equal(merge_objects(probs), expected)
 
 
 def _video(seed: int = 0) -> np.ndarray:
