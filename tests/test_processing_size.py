@@ -110,9 +110,14 @@ def test_a_resized_video_gives_the_small_videos_results_at_its_own_size(tiny_con
 def test_resize_maps_is_the_identity_at_the_same_size():
     maps = np.random.default_rng(0).random((3, 5, 7)).astype(np.float32)
     assert resize_maps(maps, (5, 7)) is maps
-    up = resize_maps(maps, (10, 14), mode="linear")
-    assert up.shape == (3, 10, 14)
-    np.testing.assert_allclose(resize_maps(up, (5, 7), mode="area"), maps, atol=0.25)
+    assert resize_maps(maps, (10, 14), mode="linear").shape == (3, 10, 14)
+    np.testing.assert_allclose(resize_maps(np.full((2, 5, 7), 0.3, np.float32), (9, 13)), 0.3, rtol=1e-6)
+    # Area averaging undoes a 2x pixel repetition exactly; nearest picks the repeated pixels.
+    repeated = maps.repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_allclose(resize_maps(repeated, (5, 7), mode="area"), maps, rtol=1e-6)
+    np.testing.assert_array_equal(resize_maps(repeated, (5, 7), mode="nearest"), maps)
+    many = np.random.default_rng(1).random((600, 4, 6)).astype(np.float32)  # beyond OpenCV's 512 channels
+    np.testing.assert_array_equal(resize_maps(many, (2, 3), mode="nearest"), many[:, ::2, ::2])
 
 
 def test_davis_480p_is_unchanged_bit_for_bit_by_the_default_size(tiny_config, tiny_variables):
@@ -122,7 +127,7 @@ def test_davis_480p_is_unchanged_bit_for_bit_by_the_default_size(tiny_config, ti
 
     davis = DavisFolder(shared_path("data", "davis_mini"))
     source = davis.frames("bear")
-    frames = np.stack([source[t] for t in range(3)])
+    frames = np.stack([source[t] for t in range(min(len(source), 3))])
     assert frames.shape[1:3] == (480, 854)
     default = Session(frames, tiny_variables, tiny_config, num_objects=1)
     full = Session(frames, tiny_variables, tiny_config, num_objects=1, size=None)
