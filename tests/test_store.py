@@ -111,3 +111,27 @@ def test_a_session_keeps_its_results_in_files_that_survive_a_round_and_go_at_clo
     del state
     gc.collect()
     assert not snapshot_dir.exists()
+
+
+def test_a_cancelled_first_round_leaves_empty_frames_without_an_undo_file(tiny_config, tiny_variables, monkeypatch):
+    created = []
+    original = FrameStore.__init__
+
+    def spy(self, path, *args, **kwargs):
+        created.append(path.name)
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(FrameStore, "__init__", spy)
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    polls = iter(range(100))
+    with pytest.raises(RoundCancelled):
+        session.interact(2, [STROKE], cancel=lambda: next(polls) >= 3)
+    assert "undo.f32" not in created  # the frames held nothing: the undo log only lists them
+    assert not np.asarray(session.probabilities).any() and not np.asarray(session.labels).any()
+    assert session.annotated == [] and not session._written.any()
+    session.interact(2, [STROKE])
+    fresh = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    fresh.interact(2, [STROKE])
+    np.testing.assert_array_equal(np.asarray(session.probabilities), np.asarray(fresh.probabilities))
+    session.close()
+    fresh.close()

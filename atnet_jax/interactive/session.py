@@ -224,22 +224,32 @@ class FeatureCache:
 
 
 class _UndoLog:
-    """The probabilities a round replaced, in a file beside the session's store, to restore on cancel."""
+    """The probabilities a round replaced, in a file beside the session's store, to restore on cancel.
+
+    Frames that held nothing yet (``old`` None: zeros) are only listed, not written: round 1 saves no file.
+    """
 
     def __init__(self, path: Path, like: FrameStore) -> None:
         self._path, self._like = path, like
         self._store: FrameStore | None = None
         self.frames: list[int] = []
+        self._empty: set[int] = set()
 
-    def save(self, t: int, old: np.ndarray) -> None:
+    def save(self, t: int, old: np.ndarray | None) -> None:
         if t in self.frames:
+            return
+        self.frames.append(t)
+        if old is None:
+            self._empty.add(t)
             return
         if self._store is None:
             self._store = FrameStore(self._path, len(self._like), self._like.frame_shape, self._like.dtype)
         self._store[t] = old
-        self.frames.append(t)
 
-    def saved(self, t: int) -> np.ndarray:
+    def saved(self, t: int) -> np.ndarray | None:
+        """Frame ``t`` as it was, None where it held nothing."""
+        if t in self._empty:
+            return None
         assert self._store is not None
         return self._store[t]
 
@@ -338,6 +348,7 @@ class Session:
         # Per frame and object, the blended probability, in float32 as the released code keeps it.
         self.probabilities = self._new_store((num_objects, *self.processing_shape), np.float32)
         self.labels = FrameStore(self._workdir / "labels.u8", self.num_frames, (self.height, self.width), np.uint8)
+        self._written = np.zeros(self.num_frames, bool)  # frames whose probabilities were stored (the rest: zeros)
         self.annotated: list[int] = []
         self.strokes: dict[int, list[dict]] = {}
         self._annotated_r5: list[jax.Array] = []
@@ -575,6 +586,9 @@ class Session:
         except BaseException:
             for t in undo.frames:
                 old = undo.saved(t)
+                self._written[t] = old is not None
+                if old is None:
+                    old = np.zeros(self.probabilities.frame_shape, np.float32)
                 self.probabilities[t] = old
                 self.labels[t] = self._merge(old)
             undo.close()
@@ -603,13 +617,16 @@ class Session:
 
     def _store(self, t: int, new: np.ndarray, alpha: float, undo: _UndoLog | None = None) -> None:
         """Blend frame ``t``'s new ``[K, h, w]`` probabilities with the stored ones (eq. 6) and update its labels."""
-        old = self.probabilities[t]
+        old = self.probabilities[t] if self._written[t] else None
         if undo is not None:
             undo.save(t, old)
         if alpha < 1.0:
+            if old is None:
+                old = np.zeros(self.probabilities.frame_shape, np.float32)
             new = alpha * new + (1.0 - alpha) * old
         self.probabilities[t] = new
         self.labels[t] = self._merge(new)
+        self._written[t] = True
 
     # ------------------------------------------------------------------------------------ state and objects
 
@@ -638,6 +655,7 @@ class Session:
                 store[t] = np.asarray(probabilities[t], np.float32)
         self.probabilities.close()
         self.probabilities = store
+        self._written[:] = True
         self.num_objects = shape[1]
         for t in range(self.num_frames):
             self.labels[t] = self._merge(self.probabilities[t])
