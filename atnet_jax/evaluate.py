@@ -12,6 +12,7 @@ from typing import Any
 
 from atnet_jax import cli
 from atnet_jax.infer import DEFAULT_CHECKPOINT
+from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 EXAMPLES = """examples:
   # DAVIS-2017 val, J&F (the challenge metric), 8 rounds
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of model time per round per object (default: 30)")
     parser.add_argument("--min-nb-nodes", type=int, default=4,
                         help="robot: smallest skeleton that gives a stroke (DAVIS: 4; ATNet's paper: 2)")
+    parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
+                        help="run the networks on frames whose shorter side is at most N pixels (default: "
+                             f"{DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output: skip its finished samples (refused if the settings "
@@ -69,7 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate_command(args: argparse.Namespace) -> None:
     from atnet_jax.data.davis import DavisFolder
     from atnet_jax.evaluation import protocol
-    from atnet_jax.interactive.session import Session
 
     if args.merge:
         return merge_command(args)
@@ -105,9 +108,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
     print(f"{len(sources)} sequence(s), {total} sample(s)"
           + (f", shard {shard[0]}/{shard[1]}: {len(range(shard[0], total, shard[1]))} of them" if args.shard else "")
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
-    result = protocol.evaluate(sources, lambda s: Session(s.frames, variables, model_config, s.num_objects), config,
-                      args.output, settings=settings, shard=shard, resume=args.resume, overwrite=args.overwrite,
-                      raise_errors=args.debug)
+    make_session = functools.partial(open_session, variables, model_config, args.size)
+    result = protocol.evaluate(sources, make_session, config, args.output, settings=settings, shard=shard,
+                               resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug)
     if result is None:
         print(f"no sample in this shard: {args.output} holds its settings only (--merge needs it)")
     else:
@@ -115,10 +118,17 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(f"wrote {args.output / 'report.csv'}, {args.output / 'summary.json'}, {args.output / 'curve.png'}")
 
 
+def open_session(variables: Any, model_config: Any, size: int | None, sequence: Any) -> Any:
+    """A :class:`Session` over one sequence's frames at processing size ``size``."""
+    from atnet_jax.interactive.session import Session
+
+    return Session(sequence.frames, variables, model_config, sequence.num_objects, size=size)
+
+
 def run_settings(args: argparse.Namespace, checkpoint: Path, names: list[str]) -> dict[str, Any]:
     """What a run depends on besides the protocol: ``--resume`` and ``--merge`` require the same. The weights
     count by their contents (shards may read copies on different hosts); the paths are recorded only."""
-    return {"weights_sha256": weights_fingerprint(checkpoint), "sequences": names,
+    return {"weights_sha256": weights_fingerprint(checkpoint), "sequences": names, "size": args.size,
             "paths": {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve())}}
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import atnet_jax
 from atnet_jax import cli
+from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 DEFAULT_CHECKPOINT = Path(atnet_jax.__file__).resolve().parent / "assets" / "demo_weights"
 """The weights shipped with the package: a small network trained on synthetic videos (the demo's)."""
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "with no stroke of its own in any file is an error unless --objects asks for it)")
     parser.add_argument("--overlay", choices=OVERLAYS,
                         help="how to write the overlay of masks on frames (default: video; the demo: images)")
+    parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
+                        help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
+                             f"video's own size (default: {DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the sequence's results already in the output folder, as a whole (masks "
                              "and overlays of the earlier run all go)")
@@ -264,7 +268,7 @@ def infer(args: argparse.Namespace) -> None:
     print(f"{name}: {len(frames)} frames of {frames.shape[1]}x{frames.shape[0]}, {num_objects} object(s), "
           f"{len(rounds)} scribble file(s)")
 
-    session = Session(frames, variables, config, num_objects, progress=True)
+    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
     n = 0
     for path, scribbles in zip(args.scribbles, rounds):
         marked = annotated_frames(scribbles)
@@ -274,9 +278,9 @@ def infer(args: argparse.Namespace) -> None:
             n += 1
             session.interact(frame, scribbles["scribbles"][frame])
             print(f"  round {n}: {path.name}, frame {frame}: {session.last_round_seconds:.1f} s")
-    session.close()
     written = write_sequence_results(args.output, name, frames, session.labels, overlay=overlay,
                                      overwrite=args.overwrite)
+    session.close()
     _report_results(written, len(frames))
 
 
@@ -393,7 +397,7 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     variables, config = cli.load_checkpoint(checkpoint)
     print(f"weights: {checkpoint}")
 
-    session = Session(frames, variables, config, num_objects, progress=True)
+    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
     compile_start = time.perf_counter()
     session.warmup()
     print(f"compiled A-Net and T-Net for this frame size in {time.perf_counter() - compile_start:.1f} s")
@@ -426,9 +430,9 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
         rounds.append(("round 2", session.labels.copy(), frame2, correction["scribbles"][frame2]))
     else:
         print("round 2: round 1 is already right everywhere; the robot has nothing to correct")
-    session.close()
 
     written = write_sequence_files(staged, name, frames, session.labels, overlay)
+    session.close()
     _report_results([final(p) for p in written], len(frames))
     _overview(staged / OVERVIEW, frames, gt, rounds)
     print(f"wrote {output / OVERVIEW}: ground truth and each round's result on a few frames")

@@ -1,11 +1,17 @@
-"""Benchmark the full-size A-Net and T-Net on this machine: compile time, forward medians, peak memory.
+"""Benchmark the full-size A-Net and T-Net on this machine: compile time, forward medians, achieved GFLOP/s,
+peak memory.
 
     python experiments/bench_model.py                      # 480x854 and 240x427 frames, then the local kernel
     python experiments/bench_model.py --sizes 240x427 --repeats 3 --skip-kernels
 
 Each frame size runs in its own process so its peak RSS is its own. Weights are random (NumPy-filled);
-timings do not depend on their values. Reference (PyTorch 2.13 CPU, 2 threads, 480p): A-Net 4.67 s,
-T-Net step 5.84 s per frame per object.
+timings do not depend on their values. Beside each time: the call's floating-point operations as XLA's own
+cost analysis counts them (``compiled.cost_analysis()``) and the GFLOP/s achieved, so that efficiency reads
+the same on any machine (times alone compare only within one run on one machine).
+
+T-Net per target frame, as a session runs it: the encoder (with conv1x1's target half, cached per frame) and
+the split decode (``decode_split``: the global transfer on indicators already through conv1x1's global half,
+computed once per annotated frame and object per round); the unsplit ``decode`` is shown for comparison.
 """
 from __future__ import annotations
 
@@ -19,26 +25,33 @@ import sys
 import time
 from pathlib import Path
 
-TORCH_REFERENCE_480P = {"anet_s": 4.67, "tnet_step_s": 5.84}
+
+def _flops(compiled) -> float:
+    """Floating-point operations of one call, from XLA's cost analysis (NaN where the backend gives none)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", float("nan")))
 
 
-def _timed(fn, *args, repeats: int) -> tuple[float, float]:
-    """(compile seconds, median run seconds) of ``jax.jit(fn)`` on ``args``."""
+def _timed(fn, *args, repeats: int) -> tuple[float, float, float]:
+    """(compile seconds, median run seconds, GFLOP per call) of ``jax.jit(fn)`` on ``args``."""
     import jax
 
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
+    gflop = _flops(compiled) / 1e9
     jax.block_until_ready(compiled(*args))  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return compile_s, statistics.median(times)
+    return compile_s, statistics.median(times), gflop
 
 
-def worker(height: int, width: int, repeats: int) -> dict:
+def worker(height: int, width: int, repeats: int, unsplit: bool = True) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -57,49 +70,84 @@ def worker(height: int, width: int, repeats: int) -> dict:
     anet, tnet = AnnotationNet(cfg), TransferNet(cfg)
     result = {"frame": f"{height}x{width}", "padded": f"{h}x{w}"}
 
-    result["anet_compile_s"], result["anet_s"] = _timed(
-        lambda v, x, i: anet.apply(v, x, i)[0], variables["anet"], image, interaction, repeats=repeats)
-    encode = functools.partial(tnet.apply, method=TransferNet.encode)
-    result["tnet_encode_compile_s"], result["tnet_encode_s"] = _timed(
-        encode, variables["tnet"], image, repeats=repeats)
+    def record(name: str, timed: tuple[float, float, float]) -> None:
+        result[f"{name}_compile_s"], result[f"{name}_s"], result[f"{name}_gflop"] = timed
 
+    record("anet", _timed(lambda v, x, i: anet.apply(v, x, i)[0], variables["anet"], image, interaction,
+                          repeats=repeats))
+
+    def encode(v, x):  # what a session caches per frame: the features and conv1x1's target half
+        feats = tnet.apply(v, x, method=TransferNet.encode)
+        return {"r2": feats["r2"], "r3": feats["r3"], "r5": feats["r5"],
+                "r5_fused": tnet.apply(v, feats["r5"], method=TransferNet.fuse_target)}
+
+    record("tnet_encode", _timed(encode, variables["tnet"], image, repeats=repeats))
     feats = jax.jit(encode)(variables["tnet"], image)
     decode = functools.partial(tnet.apply, method=TransferNet.decode)
+    decode_split = functools.partial(tnet.apply, method=TransferNet.decode_split)
+    fuse_global = functools.partial(tnet.apply, method=TransferNet.fuse_global)
     c5 = cfg.out_channels[3]
     for objects in (1, 2):
         indicators = jnp.asarray(rng.standard_normal((1, objects, h // 16, w // 16, c5)), jnp.float32)
         prev_prob = jnp.asarray(rng.random((objects, h, w, 1)), jnp.float32)
-        compile_s, run_s = _timed(
-            lambda v, t, a, i, r2, p: decode(v, t, a, i, r2, p)[0],
-            variables["tnet"], feats, feats["r5"][None], indicators, feats["r2"], prev_prob, repeats=repeats)
-        result[f"tnet_decode_{objects}obj_compile_s"], result[f"tnet_decode_{objects}obj_s"] = compile_s, run_s
+        record(f"tnet_fuse_{objects}obj", _timed(fuse_global, variables["tnet"], indicators, repeats=repeats))
+        fused = jax.jit(fuse_global)(variables["tnet"], indicators)
+        record(f"tnet_decode_{objects}obj", _timed(
+            lambda v, t, a, i, r2, p: decode_split(v, t, a, i, r2, p)[0],
+            variables["tnet"], feats, feats["r5"][None], fused, feats["r2"], prev_prob, repeats=repeats))
+        if unsplit:
+            record(f"tnet_unsplit_{objects}obj", _timed(
+                lambda v, t, a, i, r2, p: decode(v, t, a, i, r2, p)[0],
+                variables["tnet"], feats, feats["r5"][None], indicators, feats["r2"], prev_prob, repeats=repeats))
     result["tnet_step_s"] = result["tnet_encode_s"] + result["tnet_decode_1obj_s"]
+    result["tnet_step_gflop"] = result["tnet_encode_gflop"] + result["tnet_decode_1obj_gflop"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
-def _print_table(rows: list[dict]) -> None:
+def _rate(r: dict, name: str) -> str:
+    """``time s (GFLOP, GFLOP/s)`` of one measured call."""
+    if f"{name}_s" not in r:
+        return "-"
+    seconds, gflop = r[f"{name}_s"], r[f"{name}_gflop"]
+    return f"{seconds:.3f} s ({gflop:.0f} GF, {gflop / seconds:.0f} GF/s)"
+
+
+def _print_table(rows: list[dict], cpu: str) -> None:
     lines = [
         ("frame (padded)", lambda r: f"{r['frame']} ({r['padded']})"),
         ("A-Net compile [s]", lambda r: f"{r['anet_compile_s']:.1f}"),
-        ("A-Net forward, 1 object [s]", lambda r: f"{r['anet_s']:.3f}"),
-        ("T-Net encoder compile [s]", lambda r: f"{r['tnet_encode_compile_s']:.1f}"),
-        ("T-Net encoder (once per frame) [s]", lambda r: f"{r['tnet_encode_s']:.3f}"),
+        ("A-Net forward, 1 object", lambda r: _rate(r, "anet")),
+        ("T-Net encoder + conv1x1 target half (once per frame)", lambda r: _rate(r, "tnet_encode")),
         ("T-Net decode compile [s]", lambda r: f"{r['tnet_decode_1obj_compile_s']:.1f}"),
-        ("T-Net decode, 1 object [s]", lambda r: f"{r['tnet_decode_1obj_s']:.3f}"),
-        ("T-Net decode, 2 objects [s]", lambda r: f"{r['tnet_decode_2obj_s']:.3f}"),
-        ("T-Net step (encode + decode), 1 object [s]", lambda r: f"{r['tnet_step_s']:.3f}"),
+        ("T-Net decode (split), 1 object", lambda r: _rate(r, "tnet_decode_1obj")),
+        ("T-Net decode (split), 2 objects", lambda r: _rate(r, "tnet_decode_2obj")),
+        ("T-Net decode (unsplit conv1x1), 1 object", lambda r: _rate(r, "tnet_unsplit_1obj")),
+        ("T-Net decode (unsplit conv1x1), 2 objects", lambda r: _rate(r, "tnet_unsplit_2obj")),
+        ("conv1x1 global half, per annotated frame, 1 obj", lambda r: _rate(r, "tnet_fuse_1obj")),
+        ("T-Net step (encode + split decode), 1 object", lambda r: _rate(r, "tnet_step")),
         ("peak RSS [MB]", lambda r: f"{r['peak_rss_mb']:.0f}"),
     ]
     width = max(len(name) for name, _ in lines)
-    print("\nFull-size networks (float32, jit, median of repeats; PyTorch reference at 480p: "
-          f"A-Net {TORCH_REFERENCE_480P['anet_s']} s, T-Net step {TORCH_REFERENCE_480P['tnet_step_s']} s)")
+    print(f"\nFull-size networks (float32, jit, median of repeats; GF = GFLOP per call from XLA's cost analysis) "
+          f"on {cpu}")
     for name, fmt in lines:
-        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>20}" for r in rows))
-    for r in rows:
-        if r["frame"] == "480x854":
-            print(f"  speed-up over PyTorch at 480p: A-Net x{TORCH_REFERENCE_480P['anet_s'] / r['anet_s']:.2f}, "
-                  f"T-Net step x{TORCH_REFERENCE_480P['tnet_step_s'] / r['tnet_step_s']:.2f}")
+        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>32}" for r in rows))
+
+
+def cpu_model() -> str:
+    """The processor's model name and core count (``lscpu``), for the record."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -107,25 +155,29 @@ def main() -> None:
     parser.add_argument("--sizes", default="480x854,240x427", help="comma-separated HxW frame sizes")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--skip-kernels", action="store_true", help="skip the local-transfer kernel comparison")
+    parser.add_argument("--skip-unsplit", action="store_true",
+                        help="skip T-Net's decode with the unsplit conv1x1 (the comparison)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         height, width = map(int, args.worker.split("x"))
-        print(json.dumps(worker(height, width, args.repeats)))
+        print(json.dumps(worker(height, width, args.repeats, not args.skip_unsplit)))
         return
 
     import jax
 
-    print(f"jax {jax.__version__}, devices {jax.devices()}")
+    cpu = cpu_model()
+    print(f"jax {jax.__version__}, devices {jax.devices()}, CPU {cpu}")
     rows = []
     for size in args.sizes.split(","):
         print(f"measuring {size} ...", flush=True)
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", size, "--repeats", str(args.repeats)],
+            [sys.executable, __file__, "--worker", size, "--repeats", str(args.repeats)]
+            + (["--skip-unsplit"] if args.skip_unsplit else []),
             check=True, capture_output=True, text=True,
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    _print_table(rows)
+    _print_table(rows, cpu)
     if not args.skip_kernels:
         sys.path.insert(0, str(Path(__file__).parent))
         import bench_local_transfer as local

@@ -2,10 +2,15 @@
 
     python experiments/bench_session.py                        # 50 frames at 480x854, full-size networks
     python experiments/bench_session.py --frames 10 --height 240 --width 427
+    python experiments/bench_session.py --robot-rounds 8 --frames 80 --objects 2   # the DAVIS protocol's rounds
 
 Round 1 annotates the middle frame and propagates through the whole video (every frame is encoded);
 round 2 annotates a frame a quarter in and propagates only up to the round-1 frame, reusing the cached
 encoder features. Each object count runs in its own process so that peak RSS is its own. Random weights.
+
+``--robot-rounds N``: instead, N rounds on a generated video with ground truth (:mod:`atnet_jax.data.synthetic`),
+the first from its generated scribble, each later one from the DAVIS robot's scribble on the worst frame, as
+the interactive benchmark plays them; prints each round's model time (after compiling).
 """
 from __future__ import annotations
 
@@ -62,14 +67,59 @@ def worker(frames: int, height: int, width: int, objects: int) -> dict:
     }
 
 
+def robot_worker(frames: int, height: int, width: int, objects: int, rounds: int) -> dict:
+    import time
+
+    import numpy as np
+
+    from atnet_jax.data.synthetic import first_scribble, generate_video
+    from atnet_jax.interactive.robot import InteractiveRobot
+    from atnet_jax.interactive.session import Session
+    from atnet_jax.models import paper_model_config
+    from atnet_jax.models.build import random_variables
+
+    video, gt = generate_video(0, num_frames=frames, height=height, width=width, num_objects=objects)
+    config = paper_model_config()
+    session = Session(video, random_variables(config), config, num_objects=objects)
+    start = time.perf_counter()
+    session.warmup()
+    compile_s = time.perf_counter() - start
+    robot = InteractiveRobot()
+    scribbles = first_scribble("bench", gt)
+    times = []
+    for i in range(rounds):
+        marked = [t for t, strokes in enumerate(scribbles["scribbles"]) if strokes]
+        if not marked:
+            break
+        session.interact(marked[0], scribbles["scribbles"][marked[0]])
+        times.append(session.last_round_seconds)
+        if i + 1 < rounds:
+            scribbles = robot.interact("bench", np.asarray(session.labels), gt, session.annotated, "J", objects)
+    session.close()
+    return {"objects": objects, "compile_s": compile_s, "round_s": times, "annotated": session.annotated,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=50, help="video length")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--objects", default="1,2", help="comma-separated object counts")
+    parser.add_argument("--robot-rounds", type=int, default=0,
+                        help="play this many robot rounds on a generated video instead (one process, the first "
+                             "object count)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.robot_rounds:
+        objects = int(args.objects.split(",")[0])
+        r = robot_worker(args.frames, args.height, args.width, objects, args.robot_rounds)
+        print(f"{len(r['round_s'])} robot rounds, {args.frames} frames at {args.height}x{args.width}, {objects} "
+              f"object(s), full-size networks (random weights), compile {r['compile_s']:.1f} s")
+        for i, (seconds, frame) in enumerate(zip(r["round_s"], r["annotated"]), start=1):
+            print(f"  round {i}: frame {frame:>3}  {seconds:7.2f} s")
+        print(f"  total {sum(r['round_s']):.2f} s; peak RSS {r['peak_rss_mb']:.0f} MB")
+        return
     if args.worker:
         print(json.dumps(worker(args.frames, args.height, args.width, args.worker)))
         return
@@ -82,12 +132,12 @@ def main() -> None:
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"\n{args.frames} frames at {args.height}x{args.width}, full-size networks, float32")
-    header = f"  {'objects':>7}  {'compile+2 frames [s]':>20}  {'round 1 [s]':>11}  {'s/frame':>8}  {'round 2 [s]':>11}  {'s/frame':>8}  {'peak RSS [MB]':>13}"
-    print(header)
+    print(f"  {'objects':>7}  {'compile+2 frames [s]':>20}  {'round 1 [s]':>11}  {'s/frame':>8}  {'round 2 [s]':>11}  "
+          f"{'s/frame':>8}  {'peak RSS [MB]':>13}")
     for r in rows:
-        print(f"  {r['objects']:>7}  {r['compile_s']:>20.1f}  {r['round1_s']:>11.1f}  {r['round1_s_per_frame']:>8.2f}  {r['round2_s']:>11.1f}"
-              f"  {r['round2_s_per_frame']:>8.2f}  {r['peak_rss_mb']:>13.0f}   ({r['round1_frames']} and "
-              f"{r['round2_frames']} frames propagated; traces {r['traces']})")
+        print(f"  {r['objects']:>7}  {r['compile_s']:>20.1f}  {r['round1_s']:>11.1f}  {r['round1_s_per_frame']:>8.2f}  "
+              f"{r['round2_s']:>11.1f}  {r['round2_s_per_frame']:>8.2f}  {r['peak_rss_mb']:>13.0f}   "
+              f"({r['round1_frames']} and {r['round2_frames']} frames propagated; traces {r['traces']})")
     if len(rows) >= 2:
         print(f"  round 1 with {rows[1]['objects']} objects / {rows[0]['objects']} object: "
               f"{rows[1]['round1_s'] / rows[0]['round1_s']:.2f}x; later round per frame: "

@@ -148,6 +148,28 @@ def test_tnet_matches_reference(n, variables, golden, anet_outputs, tnet_encodin
     check(results, golden)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_tnet_with_conv1x1_split_matches_reference(n, variables, golden, anet_outputs, tnet_encodings):
+    """What sessions run: conv1x1's target half cached with the frame's features, its global half applied to the
+    indicators before the global transfer (a linear layer commutes with the weighted sum)."""
+    net = TransferNet(paper_model_config())
+    frames = [0] if n == 1 else [0, 2]
+    annotated_r5 = jnp.stack([tnet_encodings[f]["r5"] for f in frames])
+    indicators = jnp.stack([anet_outputs[f"anet_r1_f{f}"][1]["indicator"] for f in frames])
+    target = dict(tnet_encodings[1])
+    target["r5_fused"] = jax.jit(functools.partial(net.apply, method=TransferNet.fuse_target))(
+        variables["tnet"], target["r5"])
+    fused = jax.jit(functools.partial(net.apply, method=TransferNet.fuse_global))(variables["tnet"], indicators)
+    decode = jax.jit(functools.partial(net.apply, method=TransferNet.decode_split))
+    logits, aux = decode(variables["tnet"], target, annotated_r5, fused, tnet_encodings[0]["r2"],
+                         nhwc(golden["tnet_prev_prob"]))
+    p = f"tnet_n{n}"
+    results = {f"{p}_logit": nchw(logits), f"{p}_local": nchw(aux["local"])}
+    results.update(feature_arrays(f"{p}_r5cat", aux["r5cat"], 64))
+    results.update(feature_arrays(f"{p}_m2", aux["m2"], 64))
+    check(results, golden)
+
+
 def test_local_correlation_matches_reference(variables, golden, tnet_encodings):
     net = TransferNet(paper_model_config())
     features = jax.jit(functools.partial(net.apply, method=TransferNet.local_features))

@@ -150,3 +150,26 @@ def test_bfloat16_compute_keeps_float32_outputs(tiny_config, tiny_variables):
     ref, _ = jax.jit(AnnotationNet(tiny_config).apply)(tiny_variables["anet"], image, interaction)
     assert logits.dtype == jnp.float32
     np.testing.assert_allclose(logits, ref, atol=0.1)
+
+
+@pytest.mark.parametrize("mask", [None, (True, False, True)])
+def test_conv1x1_split_equals_the_unsplit_network(tiny_config, tiny_variables, mask):
+    """conv1x1 is linear: its target half (with the bias) once per frame, its global half once per annotated frame
+    and object before the global transfer's weighted sum, give the unsplit layer's output."""
+    net, target, annotated_r5, indicators, prev_r2, prev_prob, _ = _tnet_inputs(tiny_config, tiny_variables, 3, 2)
+    frame_mask = None if mask is None else jnp.array(mask)
+    v = tiny_variables["tnet"]
+    whole, aux = jax.jit(functools.partial(net.apply, method=TransferNet.decode))(
+        v, target, annotated_r5, indicators, prev_r2, prev_prob, frame_mask)
+    fused = {**target, "r5_fused": net.apply(v, target["r5"], method=TransferNet.fuse_target)}
+    fused_ind = net.apply(v, indicators, method=TransferNet.fuse_global)
+    split, aux_split = jax.jit(functools.partial(net.apply, method=TransferNet.decode_split))(
+        v, fused, annotated_r5, fused_ind, prev_r2, prev_prob, frame_mask)
+    # Independent check of the split in NumPy: W_t t + b + W_g g on the unsplit layer's own inputs.
+    kernel = np.asarray(v["params"]["conv1x1"]["kernel"])[0, 0]
+    c5 = target["r5"].shape[-1]
+    expected = (np.asarray(target["r5"]) @ kernel[:c5] + np.asarray(aux["global"]) @ kernel[c5:]
+                + np.asarray(v["params"]["conv1x1"]["bias"]))
+    np.testing.assert_allclose(aux["r5cat"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(aux_split["r5cat"], aux["r5cat"], rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(split, whole, rtol=1e-4, atol=1e-4 * float(jnp.abs(whole).max()))

@@ -32,6 +32,12 @@ def test_propagation_plan_stops_before_annotated_frames_and_weights_eq6():
 def test_merge_objects_thresholds_the_argmax():
     probs = np.array([[[0.9, 0.5, 0.85, 0.1]], [[0.95, 0.7, 0.2, 0.81]]])  # [K=2, 1, 4]
     np.testing.assert_array_equal(merge_objects(probs), [[2, 0, 1, 2]])
+    # Against np.argmax on random maps with ties (the lower id wins, as argmax).
+    rng = np.random.default_rng(0)
+    probs = np.round(rng.random((4, 2, 30, 40)).astype(np.float32), 1)
+    best = np.argmax(probs, axis=0)
+    expected = np.where(np.max(probs, axis=0) > 0.8, best + 1, 0)
+    np.testing.assert_array_equal(merge_objects(probs), expected)
 
 
 def _video(seed: int = 0) -> np.ndarray:
@@ -213,3 +219,16 @@ def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its
     session._store(2, p, 1.0)
     assert (session.labels[2] == 1).all()
     np.testing.assert_array_equal(session.probabilities[2], p)
+
+
+def test_round_one_encoder_in_batches_gives_the_same_results(tiny_config, tiny_variables, two_rounds):
+    """Accelerators encode several frames per call in round 1; the results are those of one frame per call."""
+    session = Session(_video(), tiny_variables, tiny_config, num_objects=2, encoder_batch=4)
+    calls = []
+    encode = session._nets.encode
+    session._nets = dataclasses.replace(session._nets, encode=lambda v, x: calls.append(x.shape[0]) or encode(v, x))
+    session.interact_maps(3, *_maps(2, 1))
+    assert set(calls) == {4} and len(calls) < T  # batches of 4 (the last filled up), fewer calls than frames
+    assert session.features.computed == T
+    np.testing.assert_allclose(np.asarray(session.probabilities), two_rounds[3], atol=1e-5)
+    session.close()

@@ -21,6 +21,47 @@ def _batch_to(x: jax.Array, batch: int, axis: int = 0) -> jax.Array:
     return jnp.broadcast_to(x, shape)
 
 
+class FusionConv(nn.Module):
+    """T-Net's ``conv1x1`` on ``concat(target r5, global output)`` (2C -> C, with bias), splittable.
+
+    Parameters as ``nn.Conv`` with a 1x1 kernel (``kernel [1, 1, 2C, C]``, ``bias [C]``), so checkpoints and
+    the converter see the released layer. A 1x1 conv is linear per pixel: ``W [t; g] + b = (W_t t + b) + W_g g``,
+    and ``W_g`` commutes with the global transfer's weighted sum over annotated positions
+    (``W_g (sum_i F_i S_i) / N = (sum_i (W_g F_i) S_i) / N``). So :meth:`target_half` can be computed once
+    per frame and :meth:`global_half` once per annotated frame and object, instead of the full conv per
+    target frame and object. The bias goes with the target half.
+    """
+
+    features: int  # C; the input has 2C channels
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, 2 * self.features, self.features),
+                                 jnp.float32)
+        self.bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+
+    def _weights(self, in_features: int) -> tuple[jax.Array, jax.Array]:
+        if in_features != 2 * self.features:
+            raise ValueError(f"conv1x1 takes {2 * self.features} channels (target r5 and global output), "
+                             f"got {in_features}")
+        return self.kernel[0, 0].astype(self.dtype), self.bias.astype(self.dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x: [..., 2C]`` -> ``[..., C]``: the unsplit layer."""
+        kernel, bias = self._weights(x.shape[-1])
+        return jnp.einsum("...i,io->...o", x.astype(self.dtype), kernel) + bias
+
+    def target_half(self, target_r5: jax.Array) -> jax.Array:
+        """``W_t t + b`` for ``target_r5: [..., C]`` -> ``[..., C]``."""
+        kernel, bias = self._weights(2 * target_r5.shape[-1])
+        return jnp.einsum("...i,io->...o", target_r5.astype(self.dtype), kernel[: target_r5.shape[-1]]) + bias
+
+    def global_half(self, values: jax.Array) -> jax.Array:
+        """``W_g v`` for ``values: [..., C]`` (indicators ``F_o`` or the global output) -> ``[..., C]``."""
+        kernel, _ = self._weights(2 * values.shape[-1])
+        return jnp.einsum("...i,io->...o", values.astype(self.dtype), kernel[values.shape[-1]:])
+
+
 class TransferNet(nn.Module):
     """T-Net: ``encode`` a frame once, then ``decode`` it for every object batch and round.
 
@@ -37,7 +78,7 @@ class TransferNet(nn.Module):
         self.encoder_3ch = Encoder(cfg, 3)
         self.decoder_prop = Decoder(cfg)
         self.prev_conv1x1 = Conv(cfg.out_channels[0], 1, dtype=dtype)
-        self.conv1x1 = Conv(cfg.out_channels[3], 1, dtype=dtype)
+        self.conv1x1 = FusionConv(cfg.out_channels[3], dtype=dtype)
 
     def encode(self, image: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
         """``image: [B, H, W, 3]`` normalised RGB -> ``{"r2", "r3", "r4", "r5"}``."""
@@ -71,16 +112,57 @@ class TransferNet(nn.Module):
         Returns ``(logits [B, H, W, 1], aux)`` with the ``global`` output, ``r5cat``, the ``local`` map
         ``L [B, H/4, W/4, 1]``, ``prev_ds`` and the decoder's ``m2``.
         """
-        cfg = self.config
         batch = indicators.shape[1]
+        glob = self._global(target, annotated_r5, indicators, frame_mask)
+        t_r5 = _batch_to(target["r5"], batch)
+        r5cat = self.conv1x1(jnp.concatenate([t_r5, glob.astype(t_r5.dtype)], axis=-1))
+        logits, aux = self._decode_fused(r5cat, target, prev_r2, prev_prob, train=train)
+        return logits, {"global": glob, "r5cat": r5cat, **aux}
+
+    def fuse_target(self, r5: jax.Array) -> jax.Array:
+        """``conv1x1``'s target half with its bias, ``r5: [B, h, w, C5]`` -> ``[B, h, w, C5]``: computed once per
+        frame (with the encoder features) for :meth:`decode_split`."""
+        return self.conv1x1.target_half(r5)
+
+    def fuse_global(self, indicators: jax.Array) -> jax.Array:
+        """``conv1x1``'s global half applied to the converter features, ``[..., C5] -> [..., C5]``: once per
+        annotated frame and object for :meth:`decode_split` (it commutes with the global transfer)."""
+        return self.conv1x1.global_half(indicators)
+
+    def decode_split(
+        self,
+        target: dict[str, jax.Array],
+        annotated_r5: jax.Array,
+        fused_indicators: jax.Array,
+        prev_r2: jax.Array,
+        prev_prob: jax.Array,
+        frame_mask: jax.Array | None = None,
+        *,
+        train: bool = False,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """:meth:`decode` with ``conv1x1`` split (equal up to float rounding, without the 2C -> C conv per frame
+        and object): ``target`` holds ``"r5_fused"`` (:meth:`fuse_target`) besides r2, r3, r5;
+        ``fused_indicators = fuse_global(indicators)``. Returns ``(logits, aux)`` with ``r5cat`` and the
+        decoder's maps."""
+        batch = fused_indicators.shape[1]
+        glob = self._global(target, annotated_r5, fused_indicators, frame_mask)
+        fused = _batch_to(target["r5_fused"], batch)
+        r5cat = fused + glob.astype(fused.dtype)
+        logits, aux = self._decode_fused(r5cat, target, prev_r2, prev_prob, train=train)
+        return logits, {"r5cat": r5cat, **aux}
+
+    def _global(self, target: dict[str, jax.Array], annotated_r5: jax.Array, values: jax.Array,
+                frame_mask: jax.Array | None) -> jax.Array:
         # Frame features (target, annotated, previous) stay at batch 1 where given so: the affinities and
         # the refine modules' skip branches are computed once for all objects.
         frames = max(annotated_r5.shape[1], target["r5"].shape[0])
-        glob = global_transfer(_batch_to(annotated_r5, frames, axis=1), _batch_to(target["r5"], frames),
-                               indicators, frame_mask=frame_mask, softmax_axis=cfg.global_softmax)
-        t_r5 = _batch_to(target["r5"], batch)
-        r5cat = self.conv1x1(jnp.concatenate([t_r5, glob.astype(t_r5.dtype)], axis=-1))
+        return global_transfer(_batch_to(annotated_r5, frames, axis=1), _batch_to(target["r5"], frames),
+                               values, frame_mask=frame_mask, softmax_axis=self.config.global_softmax)
 
+    def _decode_fused(self, r5cat: jax.Array, target: dict[str, jax.Array], prev_r2: jax.Array,
+                      prev_prob: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Local transfer and decoder from the fused r5."""
+        cfg = self.config
         t_r2 = target["r2"]
         prev_ds = resize_bilinear(prev_prob.astype(jnp.float32), t_r2.shape[1:3])
         frames = max(t_r2.shape[0], prev_r2.shape[0])
@@ -93,7 +175,7 @@ class TransferNet(nn.Module):
             softmax_axis=cfg.local_softmax,
         )
         logits, dec = self.decoder_prop(r5cat, target["r3"], t_r2, local, train=train)
-        return logits, {"global": glob, "r5cat": r5cat, "local": local, "prev_ds": prev_ds, "m2": dec["m2"]}
+        return logits, {"local": local, "prev_ds": prev_ds, "m2": dec["m2"]}
 
     def __call__(
         self,

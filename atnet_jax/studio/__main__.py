@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--objects", type=int, metavar="K",
                         help="number of objects to start with (default: 2 for the demo, else 1; more can be "
                              "added in the page)")
+    parser.add_argument("--size", metavar="N",
+                        help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
+                             "video's own size (default: the workspace's, else 480; 'full': the video's size)")
     parser.add_argument("--workspace", type=Path, metavar="DIR",
                         help=f"folder for rounds, masks and exports (default: {DEFAULT_WORKSPACE}/<sequence>); "
                              "an existing workspace is resumed")
@@ -86,6 +89,16 @@ def _recorded(workspace: Path) -> dict | None:
         raise ValueError(f"{meta}: cannot read the workspace ({err})") from err
 
 
+def processing_size(value: str) -> int | None:
+    """``--size`` -> pixels, or None for the video's own size; a usage error naming the flag otherwise."""
+    from atnet_jax.models.preprocess import parse_processing_size
+
+    try:
+        return parse_processing_size(value)
+    except argparse.ArgumentTypeError as err:
+        raise cli.UsageError(f"--size {value}: {err}") from None
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Usage errors that need no model and no video."""
     if not 0 <= args.port <= 65535:
@@ -94,6 +107,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     if args.sequence is not None and args.input is None:
         raise cli.UsageError("--sequence needs --input (a DAVIS root)")
+    if args.size is not None:
+        processing_size(args.size)
     if args.input is not None:
         cli.require_path(args.input, "--input")
         if args.sequence is None and (args.input / "JPEGImages").is_dir():
@@ -107,6 +122,7 @@ def open_workspace(args: argparse.Namespace):
     from atnet_jax.data.davis import DavisFolder, open_frames
     from atnet_jax.infer import DEFAULT_CHECKPOINT, DEMO_OBJECTS, DEMO_SEQUENCE, write_demo_video
     from atnet_jax.interactive.session import Session
+    from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
     from atnet_jax.studio.workspace import Workspace
 
     record = _recorded(args.workspace) if args.workspace is not None else None
@@ -158,11 +174,17 @@ def open_workspace(args: argparse.Namespace):
     if demo_weights:
         print("note: these are the DEMO weights, trained on synthetic videos only; for real videos get the official "
               f"checkpoint ({OFFICIAL_CHECKPOINT}) and convert it: {CONVERT_COMMAND}")
-    session = Session(frames, variables, config, num_objects)
+    size = DEFAULT_PROCESSING_SIZE if record is None else record["video"].get("size", DEFAULT_PROCESSING_SIZE)
+    if args.size is not None:
+        if record is not None and processing_size(args.size) != size:
+            raise cli.UsageError(f"--workspace {workspace} was made at --size {size or 'full'}; its rounds cannot "
+                                 f"go on at --size {args.size}: pass another --workspace")
+        size = processing_size(args.size)
+    session = Session(frames, variables, config, num_objects, size=size)
     print("compiling A-Net and T-Net for this frame size ...", flush=True)
     session.warmup()
     video_args = ["--input", str(source)] + (["--sequence", sequence] if sequence else [])
-    ws = Workspace(workspace, session, name=name, video={"args": video_args, "demo": demo_video},
+    ws = Workspace(workspace, session, name=name, video={"args": video_args, "demo": demo_video, "size": size},
                    checkpoint=str(checkpoint), demo_weights=demo_weights)
     rounds = ws.summary()["rounds"]
     print(f"workspace {workspace}: " + (f"resumed, {rounds} round(s), {len(ws.steps)} step(s)" if ws.steps

@@ -162,6 +162,7 @@ class Workspace:
         self.checkpoint = checkpoint
         self.demo_weights = demo_weights
         self.num_frames, self.height, self.width = session.num_frames, session.height, session.width
+        self.prob_shape = tuple(session.processing_shape)  # where the session keeps its probabilities
         self.events = Events()
         self.live: LiveRound | None = None
         self.busy = threading.Lock()  # held while a step (round, undo, object edit, export) runs
@@ -236,7 +237,7 @@ class Workspace:
         try:
             _make_readable(tmp)
             probs = np.lib.format.open_memmap(tmp / "probabilities.npy", "w+", np.float32,
-                                              (len(frames), len(self.objects), self.height, self.width))
+                                              (len(frames), len(self.objects), *self.prob_shape))
             for i, t in enumerate(frames):
                 probs[i] = state.probabilities[t]
             probs.flush()
@@ -274,7 +275,9 @@ class Workspace:
             while missing and i >= 1:
                 stored = np.load(self._step_dir(i) / "probabilities.npy", mmap_mode="r")
                 if probabilities is None:
-                    probabilities = np.zeros((self.num_frames, stored.shape[1], self.height, self.width), np.float32)
+                    # A file-backed scratch array, so that undo keeps the server's memory flat on long videos.
+                    probabilities = np.memmap(tempfile.TemporaryFile(), np.float32, "w+",
+                                              shape=(self.num_frames, stored.shape[1], *self.prob_shape))
                 for row, t in enumerate(step["frames"]):
                     if t in missing:
                         probabilities[t] = stored[row]
@@ -291,7 +294,7 @@ class Workspace:
                             {int(t): s for t, s in state["strokes"].items()}, list(indicators))
 
     def _empty_state(self, num_objects: int) -> SessionState:
-        return SessionState(np.zeros((self.num_frames, num_objects, self.height, self.width), np.float32), [], {}, [])
+        return SessionState(np.zeros((self.num_frames, num_objects, *self.prob_shape), np.float32), [], {}, [])
 
     def _write_masks(self, frames: Sequence[int]) -> None:
         for t in frames:
