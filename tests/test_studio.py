@@ -454,3 +454,24 @@ def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
     write_frame(other / "00000.jpg", np.zeros((240, 432, 3), np.uint8))
     with pytest.raises(cli.UsageError, match="holds the rounds of"):
         open_workspace(build_parser().parse_args(["--workspace", str(ws.root), "--input", str(other)]))
+
+
+def test_a_processing_size_below_the_video_size_serves_masks_at_the_video_size_and_undoes(demo, tmp_path):
+    from atnet_jax.interactive.session import Session
+    from atnet_jax.studio.app import create_app
+
+    session = Session(demo["frames"], demo["variables"], demo["config"], 2, size=160)  # 240x432 -> 160x288
+    assert session.processing_shape == (160, 288)
+    ws = Workspace(tmp_path / "ws", session, name=NAME, checkpoint=demo["checkpoint"], demo_weights=True,
+                   video={"args": ["--input", str(demo["root"]), "--sequence", NAME], "size": 160})
+    with TestClient(create_app(ws)) as client:
+        run_round(client, demo["frame"], demo["strokes"])
+        first = served(client, 12)
+        assert first.shape == (12, 240, 432) and first.any()
+        run_round(client, 8, [click(1, 0.5, 0.5)])
+        assert client.post("/api/undo", json={}).status_code == 200
+        np.testing.assert_array_equal(served(client, 12), first)
+        assert client.post("/api/export", json={}).status_code == 200
+    command = json.loads((ws.root / "export" / "replay.json").read_text())["command"]
+    assert command[command.index("--size") + 1] == "160"
+    ws.close()

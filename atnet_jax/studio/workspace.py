@@ -35,6 +35,7 @@ import numpy as np
 
 from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, write_mask
 from atnet_jax.interactive.session import RoundCancelled, Session, SessionState, propagation_plan
+from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
 
 FORMAT = 1
 MAX_OBJECTS = 32
@@ -591,6 +592,8 @@ class Workspace:
                    "--scribbles", *[f"export/scribbles/{p.name}" for p in files], "--output", "replay"]
         if not self.demo_weights:
             command[3:3] = ["--checkpoint", self.checkpoint]
+        if "size" in self.video and self.video["size"] != DEFAULT_PROCESSING_SIZE:
+            command[-2:-2] = ["--size", str(self.video["size"] or "full")]
         replay = {"exact": exact, "why": why, "command": command, "run_in": str(self.root)}
         target = self.root / "export"
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.root))
