@@ -24,15 +24,14 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from atnet_jax.data.davis import atomic_write
 from atnet_jax.evaluation.metrics import per_object_scores, summary
 from atnet_jax.interactive.robot import InteractiveRobot
 from atnet_jax.interactive.session import Session
@@ -148,24 +147,9 @@ class SamplesFailed(RuntimeError):
 # ----------------------------------------------------------------------------------------------- files
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` beside ``path``, then move it into place, with the usual mode under the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, write, overwrite=True)
 
 
 def _write_json(path: Path, data: Any) -> None:

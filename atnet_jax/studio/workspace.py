@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, write_mask
+from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, output_mode, write_mask
 from atnet_jax.interactive.session import RoundCancelled, Session, SessionState, propagation_plan
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
 
@@ -55,22 +55,15 @@ class StudioError(Exception):
         self.message = message
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _make_readable(path: Path) -> None:
     """Give a file from ``tempfile`` (0600) or a folder from ``mkdtemp`` (0700) the modes ``open`` would give."""
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+    os.chmod(path, output_mode(folder=path.is_dir()))
 
 
 def write_json(path: Path, data: Any) -> None:
     """``data`` as JSON at ``path``, atomically, readable as files made by ``open`` are."""
     text = json.dumps(data, indent=1)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=True)
-    _make_readable(path)
 
 
 def parse_colour(value: object) -> str:

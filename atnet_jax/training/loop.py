@@ -21,9 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from atnet_jax.checkpointing import load_weights, save_weights
+from atnet_jax.data.davis import atomic_write
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
 from atnet_jax.models.build import count_params, init_variables
@@ -183,17 +182,7 @@ def _check_frozen(record: Path, frozen: Any, source: Path, resuming: bool) -> di
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""), overwrite=True)
 
 
 class _StopRequest:
