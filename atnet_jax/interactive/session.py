@@ -530,6 +530,10 @@ class Session:
             prob, indicator = self._nets.anet(
                 self._variables["anet"], np.broadcast_to(image, (self.num_objects, *image.shape[1:])), interaction
             )
+            # A-Net's mask is stored and announced before the frame's encoder features are computed.
+            self._store(frame_index, self._crop(prob), 1.0, undo)
+            if on_frame is not None:
+                on_frame(frame_index, "annotated")
             target = self.features.get(frame_index)
             previous = list(self.annotated)
             backward, forward = propagation_plan(frame_index, previous, self.num_frames, self.propagation_proportion)
@@ -540,10 +544,6 @@ class Session:
             self._indicators.append(indicator)
             self._fused_indicators.append(self._nets.fuse(self._variables["tnet"], indicator))
             annotated_r5, fused_indicators, frame_mask = self._global_inputs()
-
-            self._store(frame_index, self._crop(prob), 1.0, undo)
-            if on_frame is not None:
-                on_frame(frame_index, "annotated")
             bar = None
             if self._progress:
                 from tqdm import tqdm
