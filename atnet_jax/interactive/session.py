@@ -115,6 +115,11 @@ def merge_objects(probs: np.ndarray, threshold: float = MERGE_THRESHOLD) -> np.n
     return np.where(best > threshold, ids + np.uint8(1), np.uint8(0)).astype(np.uint8)
 
 
+def _one_hot(labels: np.ndarray, num_objects: int) -> np.ndarray:
+    """``[H, W]`` labels -> ``[K, H, W]`` float32 masks of objects 1..K (A-Net's previous-mask channel)."""
+    return (labels[None] == np.arange(1, num_objects + 1)[:, None, None]).astype(np.float32)
+
+
 @dataclasses.dataclass
 class _Networks:
     """The jitted network calls of a session, with how often each was traced (compiled)."""
@@ -439,6 +444,15 @@ class Session:
                        for j in range(len(chunk)))
         return out
 
+    def _annotate(self, t: int, previous_mask: np.ndarray, positive: np.ndarray,
+                  negative: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        """A-Net on frame ``t`` for the objects of the ``[K, h, w]`` maps -> (probabilities ``[K, hp, wp, 1]``,
+        converter features)."""
+        interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1).astype(np.float32), self.pad)
+        image = self._image(t)
+        return self._nets.anet(self._variables["anet"], np.broadcast_to(image, (len(positive), *image.shape[1:])),
+                               interaction)
+
     def _crop_device(self, x: jax.Array) -> jax.Array:
         (top, _), (left, _) = self.pad
         h, w = self.processing_shape
@@ -520,16 +534,10 @@ class Session:
         annotated_before = len(self.annotated)
         try:
             if self.annotated:
-                labels = self._processing_labels(frame_index)
-                previous_mask = (labels[None] == np.arange(1, self.num_objects + 1)[:, None, None]).astype(np.float32)
+                previous_mask = _one_hot(self._processing_labels(frame_index), self.num_objects)
             else:
                 previous_mask = np.full(shape, ROUND1_PREVIOUS_MASK, np.float32)
-            interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1).astype(np.float32),
-                                      self.pad)
-            image = self._image(frame_index)
-            prob, indicator = self._nets.anet(
-                self._variables["anet"], np.broadcast_to(image, (self.num_objects, *image.shape[1:])), interaction
-            )
+            prob, indicator = self._annotate(frame_index, previous_mask, positive, negative)
             # A-Net's mask is stored and announced before the frame's encoder features are computed.
             self._store(frame_index, self._crop(prob), 1.0, undo)
             if on_frame is not None:
@@ -666,9 +674,8 @@ class Session:
 
     def _map_objects(self, num_objects: int, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         """Rewrite the probability store frame by frame with ``fn: [K, h, w] -> [num_objects, h, w]``."""
-        store = self._new_store((num_objects, *self.processing_shape), np.float32)
-        for t in range(self.num_frames):
-            store[t] = fn(self.probabilities[t])
+        store = self.probabilities.mapped(self._workdir / f"probabilities-{next(self._files)}.f32",
+                                          (num_objects, *self.processing_shape), fn)
         self.probabilities.close()
         self.probabilities = store
         self.num_objects = num_objects
@@ -687,11 +694,7 @@ class Session:
         for i, t in enumerate(self.annotated):
             prev = self._processing_labels(t)
             positive, negative = interaction_maps(self.strokes.get(t, []), *self.processing_shape, k, prev)
-            previous_mask = (prev[None] == np.arange(1, k + 1)[:, None, None]).astype(np.float32)
-            interaction = reflect_pad(np.stack([previous_mask, positive, negative], axis=-1), self.pad)
-            image = self._image(t)
-            _, indicator = self._nets.anet(self._variables["anet"], np.broadcast_to(image, (k, *image.shape[1:])),
-                                           interaction)
+            _, indicator = self._annotate(t, _one_hot(prev, k), positive, negative)
             indicators.append(jnp.concatenate([self._indicators[i], indicator[-1:]], axis=0))
         self._set_indicators(indicators)
         zeros = np.zeros((1, *self.processing_shape), np.float32)
