@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from atnet_jax.data.davis import staging_dir
+from atnet_jax.data.davis import replace_dir, staging_dir
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
 
@@ -28,17 +28,6 @@ _VARIABLES_DIR = "variables"
 
 class CheckpointError(ValueError):
     """A folder that is not an atnet_jax weights checkpoint, or not the kind asked for."""
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(target)
 
 
 def save_weights(
@@ -75,7 +64,7 @@ def save_weights(
             **(extra or {}),
         }
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

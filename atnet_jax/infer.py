@@ -107,22 +107,6 @@ def check_overlay_writer(overlay: str) -> None:
         raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
 
 
-def _write_overlay_video(path: Path, frames, labels, palette, fps: float = 10.0) -> None:
-    import cv2
-
-    from atnet_jax.visualize import overlay
-
-    height, width = labels.shape[1:]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path.name} (no mp4v encoder); use --overlay images")
-    try:
-        for t in range(len(labels)):
-            writer.write(overlay(frames[t], labels[t], palette)[:, :, ::-1])
-    finally:
-        writer.release()
-
-
 def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video") -> list[Path]:
     """Write a sequence's results into ``folder`` (a fresh staging folder: nothing is replaced):
     ``name/%05d.png`` palette masks and, by ``overlay``, ``name_overlay.mp4`` or ``name_overlay/%05d.jpg``.
@@ -137,6 +121,7 @@ def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str =
 
     from atnet_jax.data.davis import DAVIS_PALETTE, write_frame, write_mask
     from atnet_jax.visualize import overlay as draw_overlay
+    from atnet_jax.visualize import write_overlay_video
 
     if overlay not in OVERLAYS:
         raise ValueError(f"overlay must be one of {OVERLAYS}, got {overlay!r}")
@@ -149,7 +134,7 @@ def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str =
     written = [masks_dir]
     if overlay == "video":
         written.append(folder / f"{name}_overlay.mp4")
-        _write_overlay_video(written[-1], frames, labels, DAVIS_PALETTE)
+        write_overlay_video(written[-1], frames, labels, DAVIS_PALETTE, hint="; use --overlay images")
     elif overlay == "images":
         written.append(folder / f"{name}_overlay")
         written[-1].mkdir()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,6 +27,22 @@ def overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: f
         color = tuple(int(c) for c in palette[i])
         cv2.drawContours(out, contours, -1, color, thickness=2)
     return out
+
+
+def write_overlay_video(path: Path, frames: Any, labels: Any, palette: np.ndarray, *, fps: float = 10.0,
+                        hint: str = "") -> None:
+    """The masks over the frames as an MP4 (mp4v) at the video's size: ``labels`` has ``len`` and
+    ``labels[t] -> [H, W]`` uint8, ``frames[t] -> [H, W, 3]`` uint8 RGB. ``hint`` ends the error where OpenCV
+    has no mp4v encoder."""
+    height, width = np.shape(labels[0])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path.name} (no mp4v encoder){hint}")
+    try:
+        for t in range(len(labels)):
+            writer.write(overlay(np.asarray(frames[t]), np.asarray(labels[t]), palette)[:, :, ::-1])
+    finally:
+        writer.release()
 
 
 def draw_strokes(image: np.ndarray, strokes: Sequence[dict], palette: np.ndarray, thickness: int = 3) -> np.ndarray:

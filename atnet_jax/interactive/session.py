@@ -638,10 +638,12 @@ class Session:
 
     # ------------------------------------------------------------------------------------ state and objects
 
-    def snapshot(self) -> SessionState:
+    def snapshot(self, *, copy: bool = True) -> SessionState:
         """A copy of the session's state (:meth:`restore` brings it back exactly); its probabilities are a
-        file-backed copy, not an array in RAM."""
-        return SessionState(self.probabilities.temporary_copy(prefix="atnet_jax_snapshot_"), list(self.annotated),
+        file-backed copy, not an array in RAM. ``copy=False`` gives the live probability store instead, for a
+        caller that reads it before the session changes (no copy of every frame)."""
+        probabilities = self.probabilities.temporary_copy(prefix="atnet_jax_snapshot_") if copy else self.probabilities
+        return SessionState(probabilities, list(self.annotated),
                             {t: [dict(s) for s in strokes] for t, strokes in self.strokes.items()},
                             [np.asarray(jax.device_get(i), np.float32) for i in self._indicators])
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from atnet_jax.data.davis import write_mask
+from atnet_jax.visualize import write_overlay_video
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -34,42 +35,23 @@ def rle_decode(rle: dict) -> np.ndarray:
     return flat.reshape((height, width), order="F")
 
 
-def write_overlay_video(path: Path, frames: Any, labels: Callable[[int], np.ndarray], num_frames: int,
-                        palette: np.ndarray, fps: float = 10.0) -> None:
-    """The masks over the frames as an MP4 (mp4v) at the video's size; ``labels(t) -> [H, W]`` uint8."""
-    import cv2
-
-    from atnet_jax.visualize import overlay
-
-    first = np.asarray(frames[0])
-    height, width = first.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder)")
-    try:
-        for t in range(num_frames):
-            writer.write(overlay(np.asarray(frames[t]), labels(t), palette)[:, :, ::-1])
-    finally:
-        writer.release()
-
-
-def write_export(folder: Path, *, name: str, frames: Any, labels: Callable[[int], np.ndarray], num_frames: int,
-                 object_names: Sequence[str], palette: np.ndarray, scribble_files: Sequence[Path],
+def write_export(folder: Path, *, name: str, frames: Any, labels: Any, object_names: Sequence[str],
+                 palette: np.ndarray, scribble_files: Sequence[Path],
                  replay: dict) -> list[str]:
-    """Write into ``folder``: ``<name>/%05d.png`` (``labels(t) -> [H, W]`` uint8 as DAVIS palette PNGs, at the
+    """Write into ``folder``: ``<name>/%05d.png`` (``labels[t] -> [H, W]`` uint8 as DAVIS palette PNGs, at the
     video's size), ``<name>_rle.json`` (per frame and object, :func:`rle_encode`), ``<name>_overlay.mp4`` (the
     masks over ``frames`` in ``palette``'s colours), ``scribbles/`` (copies of ``scribble_files``) and
     ``replay.json`` (``replay``). Returns what was written, relative to ``folder``."""
-    first = labels(0)
+    first = labels[0]
     rle: dict[str, Any] = {"name": name, "height": int(first.shape[0]), "width": int(first.shape[1]),
                            "objects": [{"id": i + 1, "name": n} for i, n in enumerate(object_names)], "frames": []}
-    for t in range(num_frames):
-        frame_labels = labels(t)
+    for t in range(len(labels)):
+        frame_labels = labels[t]
         write_mask(folder / name / f"{t:05d}.png", frame_labels)
         rle["frames"].append({"frame": t, "objects": {str(k + 1): rle_encode(frame_labels == k + 1)
                                                       for k in range(len(object_names))}})
     (folder / f"{name}_rle.json").write_text(json.dumps(rle))
-    write_overlay_video(folder / f"{name}_overlay.mp4", frames, labels, num_frames, palette)
+    write_overlay_video(folder / f"{name}_overlay.mp4", frames, labels, palette)
     scribbles = folder / "scribbles"
     scribbles.mkdir()
     for path in scribble_files:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, output_mode, write_mask
+from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, replace_dir, staging_dir, write_mask
 from atnet_jax.interactive.session import RoundCancelled, Session, SessionState, propagation_plan
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
 
@@ -53,11 +52,6 @@ class StudioError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _make_readable(path: Path) -> None:
-    """Give a file from ``tempfile`` (0600) or a folder from ``mkdtemp`` (0700) the modes ``open`` would give."""
-    os.chmod(path, output_mode(folder=path.is_dir()))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -223,13 +217,12 @@ class Workspace:
         ``changed``: the frames whose probabilities changed since the previous step (a round's range); only
         those are written, the others are read from earlier steps. None writes every frame (a full step, as
         after an object edit, which changes every frame's object count)."""
-        state = self.session.snapshot()
+        state = self.session.snapshot(copy=False)  # read at once, on the model thread: nothing changes it meanwhile
         frames = list(range(self.num_frames)) if changed is None else sorted(set(changed))
-        steps = self.root / "steps"
-        steps.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=steps))
+        final = self._step_dir(index)
+        final.parent.mkdir(exist_ok=True)
+        tmp = staging_dir(final)
         try:
-            _make_readable(tmp)
             probs = np.lib.format.open_memmap(tmp / "probabilities.npy", "w+", np.float32,
                                               (len(frames), len(self.objects), *self.prob_shape))
             for i, t in enumerate(frames):
@@ -242,10 +235,7 @@ class Workspace:
             strokes = {str(t): s for t, s in state.strokes.items()}
             (tmp / "state.json").write_text(json.dumps({"annotated": state.annotated, "strokes": strokes,
                                                         "frames": frames, "full": changed is None}))
-            final = self._step_dir(index)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            replace_dir(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -293,7 +283,6 @@ class Workspace:
     def _write_masks(self, frames: Sequence[int]) -> None:
         for t in frames:
             write_mask(self.root / "masks" / f"{t:05d}.png", self.session.labels[t], overwrite=True)
-            _make_readable(self.root / "masks" / f"{t:05d}.png")
 
     def _round_files(self) -> list[Path]:
         rounds = [s for s in self.steps if s["kind"] == "round"]
@@ -369,8 +358,7 @@ class Workspace:
         if isinstance(t, bool) or not isinstance(t, int):
             raise StudioError(400, f"frame must be an integer, got {str(t)[:20]!r}")
         if not 0 <= t < self.num_frames:
-            raise StudioError(404 if isinstance(t, int) else 400,
-                              f"frame {t} is outside the video (0..{self.num_frames - 1})")
+            raise StudioError(404, f"frame {t} is outside the video (0..{self.num_frames - 1})")
         return t
 
     def check_object(self, object_id: int) -> int:
@@ -589,20 +577,12 @@ class Workspace:
             command[-2:-2] = ["--size", str(self.video["size"] or "full")]
         replay = {"exact": exact, "why": why, "command": command, "run_in": str(self.root)}
         target = self.root / "export"
-        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.root))
+        tmp = staging_dir(target)
         try:
-            written = write_export(tmp, name=self.name, frames=self.session.frames,
-                                   labels=lambda t: np.asarray(self.session.labels[t]), num_frames=self.num_frames,
+            written = write_export(tmp, name=self.name, frames=self.session.frames, labels=self.session.labels,
                                    object_names=[o["name"] for o in self.objects], palette=palette,
                                    scribble_files=files, replay=replay)
-            for path in [tmp, *tmp.rglob("*")]:
-                _make_readable(path)
-            old = self.root / ".export-old"
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
