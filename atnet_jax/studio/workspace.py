@@ -502,8 +502,11 @@ class Workspace:
         self.steps.pop()
         self._save_meta()
         shutil.rmtree(self._step_dir(index), ignore_errors=True)
-        self._write_masks(range(self.num_frames))
-        self._bump_all()
+        # Undoing a round changes only the frames it updated: the others read back bit for bit.
+        frames = step["updated"] if step["kind"] == "round" else range(self.num_frames)
+        self._write_masks(frames)
+        for t in frames:
+            self.versions[t] += 1
         self.events.publish("state", reason="undo")
         return step
 
