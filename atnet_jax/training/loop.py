@@ -377,7 +377,9 @@ def _train(config: TrainConfig, stage: str, run_dir: Path, manager: ocp.Checkpoi
                 stopped_by = _STOP_REASONS[max_over_processes(local)]  # the same in every process
                 if stopped_by is not None:
                     break
-                batch = next(batches)
+                # Copied out of the workers' shared memory at once, so that grain frees each segment while the
+                # run goes on, not at exit (where an interrupted run would leave the last one behind).
+                batch = {k: np.array(v) for k, v in next(batches).items()}
                 state, metrics = step_fn(state, shard_batch(batch, mesh), dropout_rng)
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if not math.isfinite(metrics["loss"]):
