@@ -86,9 +86,9 @@ def require_writable_folder(path: Path, flag: str) -> Path:
 
 
 def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, Any], Any]:
-    """``checkpointing.load_weights(path)`` -> (variables, model config), with errors that say what was
+    """``io.weights.load_weights(path)`` -> (variables, model config), with errors that say what was
     expected instead: a UsageError for a missing path or a file, a CheckpointError (exit 1) otherwise."""
-    from atnet_jax.checkpointing import CheckpointError, load_weights
+    from atnet_jax.io.weights import CheckpointError, load_weights
 
     require_path(path, flag)
     if not path.is_dir():

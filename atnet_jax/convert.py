@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def convert(args: argparse.Namespace) -> None:
-    from atnet_jax.checkpointing import save_weights
-    from atnet_jax.convert_torch import infer_model_config, load_state_dict, torch_to_flax
+    from atnet_jax.io.torch_weights import infer_model_config, load_state_dict, torch_to_flax
+    from atnet_jax.io.weights import save_weights
     from atnet_jax.models import paper_model_config, tiny_model_config
     from atnet_jax.models.build import count_params
 

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from atnet_jax.data.davis import DavisFolder
     from atnet_jax.evaluation import protocol
+    from atnet_jax.io.davis import DavisFolder
 
     if args.merge:
         return merge_command(args)
@@ -120,7 +120,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 def open_session(variables: Any, model_config: Any, size: int | None, sequence: Any) -> Any:
     """A :class:`Session` over one sequence's frames at processing size ``size``."""
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
 
     return Session(sequence.frames, variables, model_config, sequence.num_objects, size=size)
 
@@ -180,8 +180,8 @@ def discover_sequences(davis: Any, subset: str | None, sequences: str | None) ->
 
 def load_sequence(davis: Any, name: str) -> Any:
     """Frames (lazy), masks, objects and first scribbles of one sequence."""
-    from atnet_jax.data.scribbles import load_scribbles
     from atnet_jax.evaluation.protocol import SequenceData
+    from atnet_jax.io.scribbles import load_scribbles
 
     frames = davis.frames(name)
     gt = davis.read_masks(name)

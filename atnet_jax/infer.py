@@ -119,9 +119,10 @@ def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str =
     """
     from tqdm import tqdm
 
-    from atnet_jax.data.davis import DAVIS_PALETTE, write_frame, write_mask
-    from atnet_jax.visualize import overlay as draw_overlay
-    from atnet_jax.visualize import write_overlay_video
+    from atnet_jax.io.frames import write_frame
+    from atnet_jax.io.masks import DAVIS_PALETTE, write_mask
+    from atnet_jax.io.visualize import overlay as draw_overlay
+    from atnet_jax.io.visualize import write_overlay_video
 
     if overlay not in OVERLAYS:
         raise ValueError(f"overlay must be one of {OVERLAYS}, got {overlay!r}")
@@ -153,7 +154,7 @@ def write_sequence_results(output: Path, name: str, frames, labels, *, overlay: 
     results of ``name`` raise FileExistsError. ``frames``, ``labels``, ``overlay``: as
     :func:`write_sequence_files`.
     """
-    from atnet_jax.data.davis import replace_entries, staging_dir
+    from atnet_jax.io.safe import replace_entries, staging_dir
 
     output = Path(output)
     check_results_output(output, name, overwrite=overwrite)
@@ -217,9 +218,9 @@ def _id_list(ids: Sequence[int]) -> str:
 def infer(args: argparse.Namespace) -> None:
     if args.input is None:
         return demo(args)
-    from atnet_jax.data.davis import DavisFolder, open_frames
-    from atnet_jax.data.scribbles import annotated_frames, load_scribbles
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
+    from atnet_jax.io.davis import DavisFolder, open_frames
+    from atnet_jax.io.scribbles import annotated_frames, load_scribbles
 
     if args.scribbles is None:
         raise cli.UsageError("--input needs --scribbles FILE.json [...] (one file per round)")
@@ -277,9 +278,11 @@ def write_demo_video(root: Path, *, name: str = DEMO_SEQUENCE, seed: int = DEMO_
                      width: int = DEMO_WIDTH) -> Path:
     """Write one synthetic video as a DAVIS folder at ``root`` (frames, palette masks, ``Scribbles/<name>/001.json``
     with a first scribble, ``ImageSets/2017/val.txt``) and return the scribble file's path."""
-    from atnet_jax.data.davis import atomic_write, write_frame, write_mask
-    from atnet_jax.data.scribbles import save_scribbles
     from atnet_jax.data.synthetic import first_scribble, generate_video
+    from atnet_jax.io.frames import write_frame
+    from atnet_jax.io.masks import write_mask
+    from atnet_jax.io.safe import atomic_write
+    from atnet_jax.io.scribbles import save_scribbles
 
     frames, labels = generate_video(seed, num_frames=num_frames, height=height, width=width,
                                     num_objects=num_objects)
@@ -297,7 +300,7 @@ def _demo_outputs(name: str = DEMO_SEQUENCE) -> list[str]:
 
 
 def _mean_j(labels, gt, num_objects: int) -> float:
-    from atnet_jax.evaluation.metrics import per_object_scores
+    from atnet_jax.interaction.metrics import per_object_scores
 
     return float(per_object_scores(labels, gt, num_objects, "J").mean())
 
@@ -306,8 +309,9 @@ def _overview(path: Path, frames, gt, rounds: list[tuple[str, object, int, list]
     """A grid: ground truth, then each round's overlay (its scribbles drawn on its frame), on 4 frames."""
     import numpy as np
 
-    from atnet_jax.data.davis import DAVIS_PALETTE, write_frame
-    from atnet_jax.visualize import caption, draw_strokes, grid, overlay
+    from atnet_jax.io.frames import write_frame
+    from atnet_jax.io.masks import DAVIS_PALETTE
+    from atnet_jax.io.visualize import caption, draw_strokes, grid, overlay
 
     num_frames = len(frames)
     picks = sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, 4)} | {r[2] for r in rounds})
@@ -326,7 +330,7 @@ def _overview(path: Path, frames, gt, rounds: list[tuple[str, object, int, list]
 
 def demo(args: argparse.Namespace) -> None:
     """Generate a video, segment it in two rounds (generated scribble, then a robot correction), report J."""
-    from atnet_jax.data.davis import replace_entries, staging_dir
+    from atnet_jax.io.safe import replace_entries, staging_dir
 
     for flag, value in (("--scribbles", args.scribbles), ("--sequence", args.sequence),
                         ("--objects", args.objects)):
@@ -363,10 +367,10 @@ def demo(args: argparse.Namespace) -> None:
 
 def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: Path, overlay: str) -> list[str]:
     """The demo's work, written into ``staged``; returns the command that replays it from the final files."""
-    from atnet_jax.data.davis import DavisFolder
-    from atnet_jax.data.scribbles import annotated_frames, load_scribbles, save_scribbles
-    from atnet_jax.interactive.robot import InteractiveRobot
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.robot import InteractiveRobot
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.io.scribbles import annotated_frames, load_scribbles, save_scribbles
 
     def final(path: Path) -> Path:
         return output / path.relative_to(staged)

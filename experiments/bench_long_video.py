@@ -99,8 +99,9 @@ class _Prefix:
 
 def worker(kind: str, video: Path, frames: int, size: int | None, out: Path, cache_mb: int,
            later_round: bool) -> dict:
-    from atnet_jax.data.davis import open_frames, write_mask
-    from atnet_jax.interactive.session import Session, propagation_plan
+    from atnet_jax.inference.session import Session, propagation_plan
+    from atnet_jax.io.davis import open_frames
+    from atnet_jax.io.masks import write_mask
 
     start = time.perf_counter()
     source = open_frames(video)

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 def worker(frames: int, height: int, width: int, objects: int) -> dict:
     import numpy as np
 
-    from atnet_jax.interactive.session import Session, propagation_plan
+    from atnet_jax.inference.session import Session, propagation_plan
     from atnet_jax.models import paper_model_config
     from atnet_jax.models.build import random_variables
 
@@ -73,8 +73,8 @@ def robot_worker(frames: int, height: int, width: int, objects: int, rounds: int
     import numpy as np
 
     from atnet_jax.data.synthetic import first_scribble, generate_video
-    from atnet_jax.interactive.robot import InteractiveRobot
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.robot import InteractiveRobot
     from atnet_jax.models import paper_model_config
     from atnet_jax.models.build import random_variables
 

@@ -172,8 +172,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
     args = parser.parse_args()
 
-    from atnet_jax.data.davis import DavisFolder
     from atnet_jax.infer import write_demo_video
+    from atnet_jax.io.davis import DavisFolder
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_studio_"))
     results = []
@@ -192,7 +192,7 @@ def main() -> None:
                                                                          str(root / "ws480_demo")], gt,
                              rounds=args.rounds))
         if not args.skip_full:
-            from atnet_jax.checkpointing import save_weights
+            from atnet_jax.io.weights import save_weights
             from atnet_jax.models import paper_model_config
             from atnet_jax.models.build import random_variables
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atnet_jax.data.davis import DAVIS_PALETTE, read_frame
-from atnet_jax.visualize import caption, draw_strokes, grid
+from atnet_jax.io.frames import read_frame
+from atnet_jax.io.masks import DAVIS_PALETTE
+from atnet_jax.io.visualize import caption, draw_strokes, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 300_000

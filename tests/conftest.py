@@ -47,7 +47,7 @@ def tiny_state_dict(tiny_config):
     """Recipe weights (the golden vectors' NumPy recipe) for the tiny networks, PyTorch-named."""
     from reference_weights import recipe_state_dict
 
-    from atnet_jax.convert_torch import torch_shapes
+    from atnet_jax.io.torch_weights import torch_shapes
 
     return recipe_state_dict(torch_shapes(tiny_config))
 
@@ -55,6 +55,6 @@ def tiny_state_dict(tiny_config):
 @pytest.fixture(scope="session")
 def tiny_variables(tiny_config, tiny_state_dict):
     """Flax variables of the tiny A-Net and T-Net, made without compiling an init."""
-    from atnet_jax.convert_torch import torch_to_flax
+    from atnet_jax.io.torch_weights import torch_to_flax
 
     return jax.tree.map(jax.numpy.asarray, torch_to_flax(tiny_state_dict, tiny_config))

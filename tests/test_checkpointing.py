@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from atnet_jax.checkpointing import METADATA_FILE, CheckpointError, load_weights, read_metadata, save_weights
+from atnet_jax.io.weights import METADATA_FILE, CheckpointError, load_weights, read_metadata, save_weights
 
 
 def _assert_same(a, b):

@@ -11,8 +11,7 @@ from conftest import shared_path
 from reference_weights import read_key_table
 
 from atnet_jax import convert
-from atnet_jax.checkpointing import load_weights
-from atnet_jax.convert_torch import (
+from atnet_jax.io.torch_weights import (
     ConversionError,
     flax_to_torch,
     infer_model_config,
@@ -21,6 +20,7 @@ from atnet_jax.convert_torch import (
     torch_shapes,
     torch_to_flax,
 )
+from atnet_jax.io.weights import load_weights
 from atnet_jax.models import paper_model_config
 
 

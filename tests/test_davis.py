@@ -9,18 +9,10 @@ import pytest
 from conftest import shared_path
 from PIL import Image
 
-from atnet_jax.data.davis import (
-    DAVIS_PALETTE,
-    DavisFolder,
-    ImageFolderSource,
-    VideoFileSource,
-    atomic_write,
-    open_frames,
-    read_frame,
-    read_mask,
-    write_frame,
-    write_mask,
-)
+from atnet_jax.io.davis import DavisFolder, open_frames
+from atnet_jax.io.frames import ImageFolderSource, VideoFileSource, read_frame, write_frame
+from atnet_jax.io.masks import DAVIS_PALETTE, read_mask, write_mask
+from atnet_jax.io.safe import atomic_write
 
 H, W = 24, 32
 
@@ -347,9 +339,9 @@ def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, umask):
     import os
     import stat
 
-    from atnet_jax.checkpointing import save_weights
-    from atnet_jax.data.davis import output_mode, staging_dir
-    from atnet_jax.data.scribbles import save_scribbles
+    from atnet_jax.io.safe import output_mode, staging_dir
+    from atnet_jax.io.scribbles import save_scribbles
+    from atnet_jax.io.weights import save_weights
     from atnet_jax.models import tiny_model_config
 
     old = os.umask(umask)
@@ -377,7 +369,7 @@ def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, umask):
 def test_replace_entries_swaps_all_names_and_restores_on_failure(tmp_path, monkeypatch):
     import os
 
-    from atnet_jax.data.davis import replace_entries, staging_dir
+    from atnet_jax.io.safe import replace_entries, staging_dir
 
     out = tmp_path / "out"
     out.mkdir()
@@ -411,7 +403,7 @@ def test_replace_entries_swaps_all_names_and_restores_on_failure(tmp_path, monke
 
 
 def test_replace_dir(tmp_path):
-    from atnet_jax.data.davis import replace_dir, staging_dir
+    from atnet_jax.io.safe import replace_dir, staging_dir
 
     target = tmp_path / "ds"
     staged = staging_dir(target)

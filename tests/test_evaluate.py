@@ -11,8 +11,8 @@ from conftest import shared_path
 from PIL import Image
 
 from atnet_jax import evaluate
-from atnet_jax.checkpointing import save_weights
-from atnet_jax.data.davis import write_mask
+from atnet_jax.io.masks import write_mask
+from atnet_jax.io.weights import save_weights
 
 T, H, W = 4, 48, 64
 
@@ -243,7 +243,7 @@ def test_a_corrupt_sequence_fails_alone_and_resume_finishes_the_run(tmp_path, we
 
 
 def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
-    from atnet_jax.data.davis import DavisFolder
+    from atnet_jax.io.davis import DavisFolder
 
     sources = evaluate.discover_sequences(DavisFolder(shared_path("data", "davis_mini")), None, None)
     assert [(s.name, s.num_samples) for s in sources] == [("bear", 2), ("car-shadow", 1), ("tennis", 1)]

@@ -14,7 +14,7 @@ import pytest
 from conftest import shared_path
 from reference_weights import read_key_table, recipe_rule, recipe_state_dict
 
-from atnet_jax.convert_torch import torch_to_flax
+from atnet_jax.io.torch_weights import torch_to_flax
 from atnet_jax.models import AnnotationNet, TransferNet, paper_model_config
 from atnet_jax.models.preprocess import normalize_frames, pad_info_for, reflect_pad
 from atnet_jax.models.transfer import local_correlation

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from atnet_jax import infer
-from atnet_jax.checkpointing import save_weights
+from atnet_jax.io.weights import save_weights
 
 T, H, W = 5, 60, 90
 
@@ -101,7 +101,8 @@ def test_bad_inputs_get_one_line_errors(tmp_path, davis_root, weights, capsys):
 def test_real_davis_mini_sequences(tmp_path, weights):
     from conftest import shared_path
 
-    from atnet_jax.data.davis import DavisFolder, read_mask
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.io.masks import read_mask
 
     root = shared_path("data", "davis_mini")
     # tennis: the real human scribbles, two objects.
@@ -237,7 +238,7 @@ def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monke
     prints reproduces its masks from the files it wrote."""
     import shlex
 
-    from atnet_jax.data.davis import read_mask
+    from atnet_jax.io.masks import read_mask
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(infer, "DEMO_FRAMES", 6)  # a shorter video, same code
@@ -295,10 +296,10 @@ def _hidden(folder) -> list[str]:
 def test_two_scribble_files_on_the_same_frame_give_the_maps_of_both(tmp_path, davis_root, weights, monkeypatch):
     """Round 2 on an already scribbled frame sees every stroke placed there so far (the released code
     rasterises ``scribbles[frame]`` after davisinteractive's ``fuse_scribbles``), not round 2's alone."""
-    from atnet_jax.checkpointing import load_weights
-    from atnet_jax.data.davis import DavisFolder
-    from atnet_jax.data.scribbles import interaction_maps
-    from atnet_jax.interactive import session as session_module
+    from atnet_jax.inference import session as session_module
+    from atnet_jax.interaction.scribbles import interaction_maps
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.io.weights import load_weights
 
     first = [_stroke(1, 0.3), _stroke(2, 0.7)]
     second = [_stroke(1, 0.5, 0.1, 0.4), _stroke(0, 0.9, 0.5, 0.9)]
@@ -336,7 +337,7 @@ def test_two_scribble_files_on_the_same_frame_give_the_maps_of_both(tmp_path, da
 
 
 def read_mask_png(path):
-    from atnet_jax.data.davis import read_mask
+    from atnet_jax.io.masks import read_mask
 
     return read_mask(path)
 

@@ -17,7 +17,7 @@ from atnet_jax.data.interactions import (
     scribbles_from_error,
     tnet_mini_sequence,
 )
-from atnet_jax.data.scribbles import stroke_pixels
+from atnet_jax.interaction.scribbles import stroke_pixels
 
 H, W = 60, 90  # non-square, so swapped x / y would show
 

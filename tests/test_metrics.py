@@ -4,17 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atnet_jax.evaluation.metrics import (
-    auc,
+from atnet_jax.evaluation.metrics import auc, metric_at, summary, timeout_curve
+from atnet_jax.interaction.metrics import (
     boundary_f,
     boundary_tolerance,
     jaccard,
-    metric_at,
     per_object_masks,
     per_object_scores,
     seg2bmap,
-    summary,
-    timeout_curve,
 )
 
 

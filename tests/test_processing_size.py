@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from atnet_jax.interactive.session import Session, merge_objects
+from atnet_jax.inference.session import Session, merge_objects
 from atnet_jax.models.preprocess import parse_processing_size, processing_shape, resize_maps
 
 STROKES = [{"path": [[0.3, 0.4], [0.45, 0.45], [0.6, 0.5]], "object_id": 1, "start_time": 0.0, "end_time": 1.0},
@@ -123,7 +123,7 @@ def test_resize_maps_is_the_identity_at_the_same_size():
 def test_davis_480p_is_unchanged_bit_for_bit_by_the_default_size(tiny_config, tiny_variables):
     """A real DAVIS 480p sequence: the default processing size leaves it at its size, so rounds give exactly what
     the full-size session gives (no resampling anywhere), and labels are the plain merge of the probabilities."""
-    from atnet_jax.data.davis import DavisFolder
+    from atnet_jax.io.davis import DavisFolder
 
     davis = DavisFolder(shared_path("data", "davis_mini"))
     source = davis.frames("bear")

@@ -12,7 +12,7 @@ import pytest
 
 from atnet_jax.evaluation import protocol
 from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, SequenceSource
-from atnet_jax.interactive.robot import InteractiveRobot
+from atnet_jax.interaction.robot import InteractiveRobot
 
 T, H, W = 4, 32, 40
 
@@ -138,8 +138,8 @@ def test_a_frame_scribbled_twice_gets_the_strokes_of_both_rounds(tiny_config, ti
     """Round 2 scribbles the human frame again: its maps must hold round 1's and round 2's strokes (the released
     code rasterises every stroke placed on the frame so far). Checked end to end: the protocol's session ends
     with the same probabilities as a session given the maps of both rounds' strokes in round 2."""
-    from atnet_jax.data.scribbles import interaction_maps
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.scribbles import interaction_maps
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (T, 48, 64, 3), dtype=np.uint8)

@@ -215,7 +215,7 @@ def test_davis_and_synthetic_commands(workdir):
             assert 0 <= summary["auc"] <= 1 and (output / "report.csv").is_file() and (output / "curve.png").is_file()
             assert str(output.relative_to(cwd) / "summary.json") in result.stdout
         else:
-            from atnet_jax.data.davis import DavisFolder
+            from atnet_jax.io.davis import DavisFolder
 
             assert len(DavisFolder(output).sequences()) == int(flags["--videos"])
         ran.add(kind)

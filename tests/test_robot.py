@@ -16,7 +16,7 @@ from conftest import SHARED_DIR
 from official_robot_cases import build_prediction, decode_chain, encode_chain, load_gt
 from scipy.ndimage import distance_transform_edt
 
-from atnet_jax.interactive.robot import InteractiveRobot, bezier_curve
+from atnet_jax.interaction.robot import InteractiveRobot, bezier_curve
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "official_robot" / "cases.json").read_text())
 

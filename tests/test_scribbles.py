@@ -7,18 +7,15 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from atnet_jax.data.davis import DavisFolder
-from atnet_jax.data.scribbles import (
-    ScribbleError,
-    annotated_frames,
+from atnet_jax.interaction.scribbles import (
     bresenham,
     clicks_to_strokes,
     interaction_maps,
-    load_scribbles,
     rasterize_strokes,
-    save_scribbles,
     stroke_pixels,
 )
+from atnet_jax.io.davis import DavisFolder
+from atnet_jax.io.scribbles import ScribbleError, annotated_frames, load_scribbles, save_scribbles
 
 H, W = 40, 80
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from atnet_jax.interactive.session import Session, blend_weight, merge_objects, propagation_plan
+from atnet_jax.inference.session import Session, blend_weight, merge_objects, propagation_plan
 
 T, H, W = 7, 60, 90  # reflect-padded to 64 x 96
 

@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from atnet_jax.data.scribbles import interaction_maps
-from atnet_jax.interactive.session import RoundCancelled, Session
+from atnet_jax.inference.session import RoundCancelled, Session
+from atnet_jax.interaction.scribbles import interaction_maps
 
 T, H, W = 6, 60, 90
 
@@ -84,7 +84,7 @@ def test_cancel_restores_the_previous_round_exactly(session, tiny_config, tiny_v
 
 
 def _labels(probabilities: np.ndarray) -> np.ndarray:
-    from atnet_jax.interactive.session import merge_objects
+    from atnet_jax.inference.session import merge_objects
 
     return merge_objects(np.moveaxis(probabilities, 1, 0))
 

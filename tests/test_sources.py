@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.io
 
-from atnet_jax.data.davis import write_frame, write_mask
 from atnet_jax.data.sources import (
     ConcatVideoSource,
     DavisVideos,
@@ -17,6 +16,8 @@ from atnet_jax.data.sources import (
     TfdsDavisVideos,
     YouTubeVOSVideos,
 )
+from atnet_jax.io.frames import write_frame
+from atnet_jax.io.masks import write_mask
 
 H, W = 24, 32
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from atnet_jax.interactive.session import RoundCancelled, Session
-from atnet_jax.interactive.store import FrameStore
+from atnet_jax.inference.session import RoundCancelled, Session
+from atnet_jax.inference.store import FrameStore
 
 
 def test_frames_round_trip_and_the_file_goes_at_close(tmp_path):

@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from atnet_jax.studio.export import rle_decode, rle_encode  # noqa: E402
+from atnet_jax.io.export import rle_decode, rle_encode  # noqa: E402
 from atnet_jax.studio.workspace import Workspace, binary_entropy  # noqa: E402
 
 NAME = "shapes"
@@ -26,9 +26,9 @@ NAME = "shapes"
 def demo(tmp_path_factory):
     """The demo video (DAVIS folder), its ground truth, first scribble and the demo weights."""
     from atnet_jax import cli
-    from atnet_jax.data.davis import DavisFolder
-    from atnet_jax.data.scribbles import annotated_frames, load_scribbles
     from atnet_jax.infer import DEFAULT_CHECKPOINT, write_demo_video
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.io.scribbles import annotated_frames, load_scribbles
 
     root = tmp_path_factory.mktemp("studio_demo") / "video"
     scribble_path = write_demo_video(root)
@@ -42,7 +42,7 @@ def demo(tmp_path_factory):
 
 
 def make_workspace(demo, root, num_objects=2) -> Workspace:
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
 
     session = Session(demo["frames"], demo["variables"], demo["config"], num_objects)
     session.warmup()
@@ -101,7 +101,7 @@ def click(frame_strokes_object: int, x: float, y: float) -> dict:
 
 
 def mean_j(labels, gt, k):
-    from atnet_jax.evaluation.metrics import per_object_scores
+    from atnet_jax.interaction.metrics import per_object_scores
 
     return float(per_object_scores(labels, gt, k, "J").mean())
 
@@ -141,7 +141,7 @@ def test_round_streams_annotated_frame_first_then_propagated(studio, demo):
     assert (root / "steps" / "0001" / "probabilities.npy").is_file()
     scribbles = json.loads((root / "scribbles" / "001.json").read_text())
     assert scribbles["scribbles"][demo["frame"]] == demo["strokes"] and len(scribbles["scribbles"]) == 12
-    from atnet_jax.data.davis import read_mask
+    from atnet_jax.io.masks import read_mask
 
     np.testing.assert_array_equal(read_mask(root / "masks" / "00005.png"), labels[5])
     for path in [root / "studio.json", root / "masks" / "00005.png", root / "scribbles" / "001.json"]:
@@ -449,7 +449,7 @@ def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
 
     other = tmp_path / "frames"
     other.mkdir()
-    from atnet_jax.data.davis import write_frame
+    from atnet_jax.io.frames import write_frame
 
     write_frame(other / "00000.jpg", np.zeros((240, 432, 3), np.uint8))
     with pytest.raises(cli.UsageError, match="holds the rounds of"):
@@ -457,7 +457,7 @@ def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
 
 
 def test_a_processing_size_below_the_video_size_serves_masks_at_the_video_size_and_undoes(demo, tmp_path):
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
     from atnet_jax.studio.app import create_app
 
     session = Session(demo["frames"], demo["variables"], demo["config"], 2, size=160)  # 240x432 -> 160x288

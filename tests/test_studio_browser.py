@@ -86,8 +86,8 @@ def test_studio_in_browser(tmp_path):
     sync_playwright = _require_browser()
     import httpx
 
-    from atnet_jax.data.davis import DavisFolder
-    from atnet_jax.evaluation.metrics import per_object_scores
+    from atnet_jax.interaction.metrics import per_object_scores
+    from atnet_jax.io.davis import DavisFolder
 
     start = time.perf_counter()
     workspace = tmp_path / "ws"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atnet_jax.data.davis import DavisFolder
-from atnet_jax.data.scribbles import load_scribbles
 from atnet_jax.data.synthetic import generate_video, main, write_dataset
+from atnet_jax.io.davis import DavisFolder
+from atnet_jax.io.scribbles import load_scribbles
 
 SMALL = dict(num_frames=8, height=96, width=160)
 

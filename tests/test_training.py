@@ -237,7 +237,7 @@ def _loop_config(tiny_config, root) -> TrainConfig:
 
 
 def _params(weights_dir, network):
-    from atnet_jax.checkpointing import load_weights
+    from atnet_jax.io.weights import load_weights
 
     return load_weights(weights_dir, (network,))[0][network]
 
@@ -376,7 +376,7 @@ def test_resume_with_another_config_stops_naming_the_keys_and_keeps_config_json(
 
 
 def test_tnet_refuses_to_resume_against_another_anet(tiny_config, tiny_variables, synthetic_root, tmp_path):
-    from atnet_jax.checkpointing import save_weights
+    from atnet_jax.io.weights import save_weights
     from atnet_jax.training.loop import ResumeMismatchError, fingerprint, train
 
     anet = jax.tree.map(np.asarray, tiny_variables["anet"])

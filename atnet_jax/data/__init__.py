@@ -1,1 +1,1 @@
-"""DAVIS folders, scribbles and training data."""
+"""Training data: datasets, augmentation, simulated interactions, the batch pipeline, synthetic videos."""

@@ -5,7 +5,7 @@
 * A-Net, later rounds: the GT deformed by a random affine transform plays the previous round's mask
   (:func:`random_affine`); positive / negative scribbles are drawn by the DAVIS robot along the
   false-negative / false-positive regions (:func:`scribbles_from_error`) and rasterised by
-  :func:`~atnet_jax.data.scribbles.interaction_maps`, as at inference (:func:`anet_training_input`).
+  :func:`~atnet_jax.interaction.scribbles.interaction_maps`, as at inference (:func:`anet_training_input`).
 * T-Net: a 5-frame mini-sequence, an annotated frame and 4 of the 7 frames on one side of it
   (:func:`tnet_mini_sequence`).
 
@@ -18,8 +18,8 @@ import math
 import cv2
 import numpy as np
 
-from atnet_jax.data.scribbles import interaction_maps, rasterize_strokes
-from atnet_jax.interactive.robot import InteractiveRobot
+from atnet_jax.interaction.robot import InteractiveRobot
+from atnet_jax.interaction.scribbles import interaction_maps, rasterize_strokes
 
 __all__ = [
     "ROUND1_PREVIOUS_MASK",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 ROUND1_PREVIOUS_MASK = 0.5
-"""A-Net's previous-mask channel in round 1 (as ``atnet_jax.interactive.session``, which imports JAX)."""
+"""A-Net's previous-mask channel in round 1 (as ``atnet_jax.inference.session``, which imports JAX)."""
 
 
 def _check_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
@@ -80,7 +80,7 @@ def _pixel_to_path(x: np.ndarray, y: np.ndarray, height: int, width: int) -> lis
 
 def points_to_map(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """``points: [N, 2] (y, x)`` -> ``[H, W]`` float32 positive map, each point a one-point stroke (a click)
-    rasterised by :func:`~atnet_jax.data.scribbles.rasterize_strokes` (dot peaking ~0.69 on the point)."""
+    rasterised by :func:`~atnet_jax.interaction.scribbles.rasterize_strokes` (dot peaking ~0.69 on the point)."""
     points = np.asarray(points, dtype=np.int64).reshape(-1, 2)
     if len(points) == 0:
         return np.zeros((height, width), np.float32)
@@ -150,7 +150,7 @@ def scribbles_from_error(
     (:meth:`InteractiveRobot.strokes`, one per skeleton tree, i.e. roughly per error region), of which the
     longest is kept and each other with probability 1/2, at most ``max_strokes`` per sign. Paths are
     normalised ``[[x / W, y / H], ...]`` exactly as the robot's JSON output, so
-    :func:`~atnet_jax.data.scribbles.interaction_maps` rasterises them as it does at inference.
+    :func:`~atnet_jax.interaction.scribbles.interaction_maps` rasterises them as it does at inference.
     No error, no stroke.
     """
     gt, prev = _check_mask(gt, "gt"), _check_mask(prev, "prev")
@@ -187,7 +187,7 @@ def anet_training_input(
     does not state) a round-1 input: ``prev`` = 0.5 everywhere, ``pos`` = :func:`points_to_map` of
     :func:`sample_points`, ``neg`` = 0. Otherwise a later-round input: ``prev`` = :func:`random_affine` of
     the GT as {0, 1}, ``pos`` / ``neg`` = :func:`scribbles_from_error` rasterised by
-    :func:`~atnet_jax.data.scribbles.interaction_maps` with ``prev`` as the previous labels (negatives kept
+    :func:`~atnet_jax.interaction.scribbles.interaction_maps` with ``prev`` as the previous labels (negatives kept
     only where ``prev`` is the object, the released code's rule).
     """
     gt = _check_mask(gt, "gt")

@@ -38,9 +38,9 @@ import grain
 import numpy as np
 from absl import flags
 
-from atnet_jax.data.davis import VOID_LABEL
 from atnet_jax.data.interactions import anet_training_input, tnet_mini_sequence
 from atnet_jax.data.sources import ImageSource, VideoSource, present_ids
+from atnet_jax.io.masks import VOID_LABEL
 from atnet_jax.models.preprocess import IMAGENET_MEAN, normalize_frames
 
 __all__ = ["AnetExamples", "TnetExamples", "VideoSource", "ImageSource", "Augment", "make_loader"]

@@ -34,7 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import VOID_LABEL, DavisFolder, _natural_key, list_images, read_frame, read_mask
+from atnet_jax.io.davis import DavisFolder
+from atnet_jax.io.frames import list_images, read_frame
+from atnet_jax.io.frames import natural_key as _natural_key
+from atnet_jax.io.masks import VOID_LABEL, read_mask
 
 __all__ = [
     "VideoSource",
@@ -179,7 +182,7 @@ def _annotated_pairs(frame_dir: Path, mask_dir: Path, video: str) -> list[tuple[
 
 class DavisVideos(_FileVideos):
     """DAVIS-2017 (or 2016) sequences of ``ImageSets/2017/<subset>.txt`` in a DAVIS folder (see
-    :class:`~atnet_jax.data.davis.DavisFolder`); frames without a mask (same stem, ``.png``) are not indexed.
+    :class:`~atnet_jax.io.davis.DavisFolder`); frames without a mask (same stem, ``.png``) are not indexed.
     Object ids: every id found in the sequence's masks (DAVIS-2017 has them all in frame 0)."""
 
     def __init__(self, root: str | os.PathLike, subset: str = "train", resolution: str = "480p"):

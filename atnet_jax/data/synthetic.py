@@ -234,7 +234,7 @@ def first_scribble(name: str, labels: np.ndarray) -> dict:
 
     Timestamps are set to 1 s per stroke from 0 (the robot's are wall-clock times) so files are reproducible.
     """
-    from atnet_jax.interactive.robot import InteractiveRobot
+    from atnet_jax.interaction.robot import InteractiveRobot
 
     num_objects = int(labels.max())
     scribbles = InteractiveRobot().interact(name, np.zeros_like(labels), labels, nb_objects=num_objects)
@@ -270,8 +270,10 @@ def write_dataset(
     same dataset. A non-empty ``out`` raises FileExistsError unless ``overwrite``; then ``out`` is replaced as
     a whole (nothing of the earlier folder stays).
     """
-    from atnet_jax.data.davis import atomic_write, replace_dir, staging_dir, write_frame, write_mask
-    from atnet_jax.data.scribbles import save_scribbles
+    from atnet_jax.io.frames import write_frame
+    from atnet_jax.io.masks import write_mask
+    from atnet_jax.io.safe import atomic_write, replace_dir, staging_dir
+    from atnet_jax.io.scribbles import save_scribbles
 
     out = Path(out)
     if videos < 1:

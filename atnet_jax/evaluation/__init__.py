@@ -1,1 +1,1 @@
-"""The DAVIS interactive benchmark: metrics and protocol."""
+"""The DAVIS interactive benchmark over a session: the protocol, reports, the curve and its summary."""

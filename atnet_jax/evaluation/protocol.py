@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import atomic_write
-from atnet_jax.evaluation.metrics import per_object_scores, summary
-from atnet_jax.interactive.robot import InteractiveRobot
-from atnet_jax.interactive.session import Session
+from atnet_jax.evaluation.metrics import summary
+from atnet_jax.inference.session import Session
+from atnet_jax.interaction.metrics import per_object_scores
+from atnet_jax.interaction.robot import InteractiveRobot
+from atnet_jax.io.safe import atomic_write
 
 REPORT_COLUMNS = ("sequence", "scribble_idx", "interaction", "object_id", "frame", "jaccard", "contour",
                   "j_and_f", "timing")

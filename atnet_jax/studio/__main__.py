@@ -119,9 +119,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def open_workspace(args: argparse.Namespace):
     """Resolve the video, weights and workspace from the flags (and a workspace's record) -> a Workspace."""
-    from atnet_jax.data.davis import DavisFolder, open_frames
     from atnet_jax.infer import DEFAULT_CHECKPOINT, DEMO_OBJECTS, DEMO_SEQUENCE, write_demo_video
-    from atnet_jax.interactive.session import Session
+    from atnet_jax.inference.session import Session
+    from atnet_jax.io.davis import DavisFolder, open_frames
     from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
     from atnet_jax.studio.workspace import Workspace
 

@@ -1,4 +1,4 @@
-"""The studio's state: one :class:`~atnet_jax.interactive.session.Session`, its history of steps (rounds and
+"""The studio's state: one :class:`~atnet_jax.inference.session.Session`, its history of steps (rounds and
 object edits) kept on disk for undo and resume, live progress of the running round, and exports.
 
 Workspace folder::
@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import DAVIS_PALETTE, atomic_write, replace_dir, staging_dir, write_mask
-from atnet_jax.interactive.session import RoundCancelled, Session, SessionState, propagation_plan
+from atnet_jax.inference.session import RoundCancelled, Session, SessionState, propagation_plan
+from atnet_jax.io.masks import DAVIS_PALETTE, write_mask
+from atnet_jax.io.safe import atomic_write, replace_dir, staging_dir
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
 
 FORMAT = 1
@@ -381,7 +382,7 @@ class Workspace:
 
     def validate_round(self, body: object) -> tuple[int, list[dict]]:
         """``{"frame": t, "strokes": [...]}`` -> (t, normalised strokes) or a :class:`StudioError` (400/404)."""
-        from atnet_jax.data.scribbles import ScribbleError, validate_scribbles
+        from atnet_jax.io.scribbles import ScribbleError, validate_scribbles
 
         if not isinstance(body, dict):
             raise StudioError(400, "expected a JSON object {\"frame\": t, \"strokes\": [...]}")
@@ -563,9 +564,9 @@ class Workspace:
         return True, "replaying the scribble files in order with --objects gives these masks byte for byte"
 
     def export(self) -> list[str]:
-        """Write ``export/`` in the workspace, replaced as a whole (see :func:`atnet_jax.studio.export.write_export`);
+        """Write ``export/`` in the workspace, replaced as a whole (see :func:`atnet_jax.io.export.write_export`);
         returns the files written, relative to it."""
-        from atnet_jax.studio.export import write_export
+        from atnet_jax.io.export import write_export
 
         palette = DAVIS_PALETTE.copy()
         for i, o in enumerate(self.objects):

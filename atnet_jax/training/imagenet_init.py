@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from atnet_jax.convert_torch import ConversionError, _leaves, _to_flax, load_state_dict, torch_key
+from atnet_jax.io.torch_weights import ConversionError, _leaves, _to_flax, load_state_dict, torch_key
 
 ENCODERS = {"anet": "encoder_6ch", "tnet": "encoder_3ch"}
 SCHEMES = ("torchvision", "senet")
@@ -87,7 +87,7 @@ def detect_scheme(state_dict: Mapping[str, Any], source: str = "state dict") -> 
 
 def imagenet_key(scheme: str, key: str) -> str | None:
     """ImageNet key of our encoder-relative PyTorch key (``res2.0.conv_down.weight``, as
-    :func:`atnet_jax.convert_torch.torch_key` names it below ``encoder_6ch``); ``None`` if it has none."""
+    :func:`atnet_jax.io.torch_weights.torch_key` names it below ``encoder_6ch``); ``None`` if it has none."""
     if key.startswith("conv0_"):
         return f"{_STEM_PREFIX[scheme]}conv1.weight" if key.endswith(".weight") else None
     match = _RES.match(key)
@@ -216,7 +216,7 @@ def init_encoders_from_imagenet(
     replaced, every other leaf the same object) and a report: ``scheme``, ``source``, per network ``copied``
     and ``zeroed`` leaf counts, ``not_initialised`` (encoder leaves left at their initial values, e.g. SE
     kernels from a torchvision file), ``outside_encoder`` (leaves left unchanged), plus ``dropped`` ImageNet
-    keys and ``notes``. Raises :class:`atnet_jax.convert_torch.ConversionError` (a ``ValueError``) on an
+    keys and ``notes``. Raises :class:`atnet_jax.io.torch_weights.ConversionError` (a ``ValueError``) on an
     unknown naming scheme, a missing, unused or mis-shaped key (e.g. a tiny-width config).
     """
     return init_encoders_from_state_dict(variables, load_imagenet_state_dict(path), networks, source=str(path))

@@ -32,10 +32,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from atnet_jax.checkpointing import load_weights, save_weights
-from atnet_jax.data.davis import atomic_write
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
+from atnet_jax.io.safe import atomic_write
+from atnet_jax.io.weights import load_weights, save_weights
 from atnet_jax.models.build import count_params, init_variables
 from atnet_jax.training.config import STAGES, TrainConfig, to_json
 from atnet_jax.training.distributed import barrier, is_main_process, max_over_processes

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from atnet_jax.data.davis import replace_dir, staging_dir
+from atnet_jax.io.safe import replace_dir, staging_dir
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
 

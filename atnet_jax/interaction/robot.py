@@ -20,7 +20,7 @@ from skimage.filters import rank
 from skimage.morphology import disk, medial_axis
 from sklearn.neighbors import radius_neighbors_graph
 
-from atnet_jax.evaluation.metrics import VOID_LABEL, Metric, per_object_scores
+from atnet_jax.interaction.metrics import VOID_LABEL, Metric, per_object_scores
 
 __all__ = ["InteractiveRobot", "bezier_curve"]
 

@@ -14,7 +14,7 @@ Round r (the released code's semantics, see DESIGN "Interactive inference"):
 Real videos: the networks run on frames whose shorter side is at most ``size`` (480 by default, ATNet's
 training size); probabilities are kept at that processing size and upsampled (bilinear) to the video's
 size before the merge, so labels come at the video's own size. Probabilities and labels live in
-file-backed stores (:mod:`atnet_jax.interactive.store`) in a temporary folder removed by :meth:`Session.close`,
+file-backed stores (:mod:`atnet_jax.inference.store`) in a temporary folder removed by :meth:`Session.close`,
 so memory stays flat in the video's length.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from atnet_jax.interactive.store import FrameStore
+from atnet_jax.inference.store import FrameStore
 from atnet_jax.models import AnnotationNet, ModelConfig, TransferNet
 from atnet_jax.models.preprocess import (
     DEFAULT_PROCESSING_SIZE,
@@ -290,7 +290,7 @@ class Session:
     Args:
       frames: the video (``len`` and ``frames[i] -> [H, W, 3] uint8 RGB``); read lazily, frame by frame, and
         ahead of the networks in a reader thread (so ``frames[i]`` must be safe to call from another thread).
-      variables: ``{"anet": ..., "tnet": ...}`` Flax variables (``atnet_jax.checkpointing.load_weights``).
+      variables: ``{"anet": ..., "tnet": ...}`` Flax variables (``atnet_jax.io.weights.load_weights``).
       config: the networks' :class:`ModelConfig`.
       num_objects: K, the objects to segment (ids 1..K).
       size: the processing size: the networks see frames whose shorter side is at most ``size`` pixels
@@ -478,7 +478,7 @@ class Session:
         """A-Net's scribble channels ``(positive, negative)``, each ``[K, h, w]`` at the processing size, for a
         round on ``frame_index`` that adds ``strokes``: every stroke placed on that frame so far is rasterised
         together (davisinteractive's ``fuse_scribbles``, then the released ``scribble_to_image(scribbles[frame])``)."""
-        from atnet_jax.data.scribbles import interaction_maps
+        from atnet_jax.interaction.scribbles import interaction_maps
 
         prev = self._processing_labels(frame_index) if self.annotated else None
         return interaction_maps([*self.strokes.get(frame_index, []), *strokes], *self.processing_shape,
@@ -689,7 +689,7 @@ class Session:
         object absent (previous mask 0, no strokes of its own), so that its global transfer averages over every
         annotated frame as the others' does.
         """
-        from atnet_jax.data.scribbles import interaction_maps
+        from atnet_jax.interaction.scribbles import interaction_maps
 
         k = self.num_objects + 1
         indicators = []

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.data.davis import write_mask
-from atnet_jax.visualize import write_overlay_video
+from atnet_jax.io.masks import write_mask
+from atnet_jax.io.visualize import write_overlay_video
 
 
 def rle_encode(mask: np.ndarray) -> dict:

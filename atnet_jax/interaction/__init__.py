@@ -1,0 +1,1 @@
+"""Interactions: scribbles and clicks rasterised to A-Net's maps, the simulated DAVIS user, the J/F it scores with."""

@@ -1,1 +1,0 @@
-"""Interactive sessions and the DAVIS scribble robot."""

@@ -1,0 +1,1 @@
+"""Files and formats: safe writing, frames and videos, masks, DAVIS folders and scribbles, weights, exports."""
