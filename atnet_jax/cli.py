@@ -20,11 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """A problem with the command line: reported in one line, exit code 2."""
+from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AtnetError,
+    UsageError,
+    one_line,
+)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -104,14 +108,6 @@ def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, A
                               f"{one_line(err)})") from err
 
 
-def one_line(err: BaseException) -> str:
-    """The first line of an error's message (the type's name for an empty message)."""
-    lines = str(err).strip().splitlines()
-    if not lines:
-        return type(err).__name__
-    return lines[0] + (" (--debug shows the details)" if len(lines) > 1 else "")
-
-
 def _end_progress_bars() -> None:
     """Close the tqdm bars an error interrupted, so that the error message starts on a line of its own."""
     tqdm = sys.modules.get("tqdm")
@@ -134,7 +130,16 @@ def run(
     args = parser.parse_args(argv)
     try:
         main(args)
-    except (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+    except AtnetError as err:
+        if args.debug:
+            raise
+        if err.exit_code == EXIT_INTERRUPTED:
+            _end_progress_bars()
+            print(f"{parser.prog}: interrupted" + (f": {one_line(err)}" if str(err) else ""), file=sys.stderr)
+        else:
+            _report(parser, one_line(err))
+        return err.exit_code
+    except (FileNotFoundError, FileExistsError, NotADirectoryError) as err:
         if args.debug:
             raise
         _report(parser, one_line(err))

@@ -15,13 +15,14 @@ import math
 import os
 from pathlib import Path
 
+from atnet_jax.errors import InputError
 from atnet_jax.io.safe import atomic_write
 
 COORD_TOLERANCE = 1e-3
 """Normalised coordinates may overshoot [0, 1] by this much (then they are clipped); more is an error."""
 
 
-class ScribbleError(ValueError):
+class ScribbleError(InputError):
     """A scribble file or dict that does not follow the DAVIS format; the message names the source."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from atnet_jax.errors import WeightsError
 from atnet_jax.io.safe import replace_dir, staging_dir
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
@@ -26,7 +27,7 @@ METADATA_FILE = "atnet_jax.json"
 _VARIABLES_DIR = "variables"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A folder that is not an atnet_jax weights checkpoint, or not the kind asked for."""
 
 
