@@ -360,7 +360,7 @@ def test_overwrite_with_a_shorter_video_replaces_the_results_as_a_whole(tmp_path
 
 
 def test_a_failed_write_keeps_the_earlier_results_and_leaves_no_staging_folder(tmp_path, monkeypatch):
-    from atnet_jax.data import davis
+    from atnet_jax.io import masks
 
     out = tmp_path / "out"
     frames = np.zeros((4, 8, 12, 3), np.uint8)
@@ -376,8 +376,8 @@ def test_a_failed_write_keeps_the_earlier_results_and_leaves_no_staging_folder(t
             raise OSError("disk full")
         return real(path, labels, **kwargs)
 
-    real = davis.write_mask
-    monkeypatch.setattr(davis, "write_mask", failing)
+    real = masks.write_mask
+    monkeypatch.setattr(masks, "write_mask", failing)
     with pytest.raises(OSError, match="disk full"):
         infer.write_sequence_results(out, "seq", frames[:2], old[:2] * 0, overlay="video", overwrite=True)
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
@@ -391,7 +391,7 @@ def test_outputs_are_checked_before_any_work(tmp_path, davis_root, weights, caps
     before frames are read or networks run."""
     import os
 
-    from atnet_jax.data import davis
+    from atnet_jax.io import davis
 
     scribbles = _scribbles(tmp_path / "s.json", 1)
     a_file = tmp_path / "a_file"

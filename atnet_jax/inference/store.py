@@ -151,3 +151,50 @@ def _release(file: Any, path: Path, owner_dir: Path | None) -> None:
         pass
     if owner_dir is not None:
         shutil.rmtree(owner_dir, ignore_errors=True)
+
+
+class ReadOnlyFrames:
+    """A read-only view of a session's current :class:`FrameStore` (labels or probabilities).
+
+    ``view[t]`` is a copy of frame ``t`` as it is now (marked read-only); ``np.asarray(view)`` and ``view.copy()``
+    copy every frame. Nothing written through it reaches the session, and arrays handed out never change when a
+    later round runs.
+    """
+
+    def __init__(self, store: Callable[[], FrameStore]) -> None:
+        self._store = store
+
+    def __len__(self) -> int:
+        return len(self._store())
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._store().shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._store().dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._store().ndim
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        out = self._store()[index]
+        if isinstance(out, np.ndarray):
+            out.flags.writeable = False
+        return out
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(len(self)):
+            yield self[t]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self._store().__array__(dtype)
+
+    def copy(self) -> np.ndarray:
+        """Every frame, in RAM (a writable copy)."""
+        return np.asarray(self._store())
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        return self.copy().astype(dtype)

@@ -1,0 +1,135 @@
+"""The compiled network calls an interactive session needs, behind one small interface.
+
+A session (:mod:`atnet_jax.inference.session`) asks a :class:`Predictor` for four things: annotate a frame
+(A-Net), encode a frame (T-Net's encoder), fuse an annotated frame's global features, and one propagation step
+(T-Net's decoder). :class:`ATNetPredictor` runs the released ATNet with jit-compiled calls; a second network is a
+second implementation of the same four methods (tests drive whole sessions with a NumPy one).
+
+Shapes (``hp, wp``: the padded processing size; K objects; B frames; N annotated frames so far, padded):
+  annotate(images [K, hp, wp, 3], interaction [K, hp, wp, 3]) -> (probabilities [K, hp, wp, 1], indicator)
+  encode(images [B, hp, wp, 3]) -> {"r2", "r3", "r5", "r5_fused": [B, ...]}
+  fuse(indicator) -> fused indicator (what ``step`` reads per annotated frame)
+  step(target, annotated_r5 [N, 1, ...], fused [N, K, ...], frame_mask [N], prev_r2, prev_prob [K, hp, wp, 1])
+      -> probabilities [K, hp, wp, 1]
+Outputs may be JAX or NumPy arrays: the session copies what it keeps to the host.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from atnet_jax.models.annotation_net import AnnotationNet
+from atnet_jax.models.config import ModelConfig
+from atnet_jax.models.transfer_net import TransferNet
+
+
+class Predictor(abc.ABC):
+    """What a session needs of a network. ``warmed`` holds the shape keys compiled so far (see
+    :meth:`atnet_jax.inference.session.Session.warmup`); ``trace_counts`` how often each call was compiled."""
+
+    warmed: set[tuple[int, ...]]
+
+    @abc.abstractmethod
+    def annotate(self, images: Any, interaction: Any) -> tuple[Any, Any]:
+        """A-Net on one frame for every object -> (probabilities ``[K, hp, wp, 1]``, converter features)."""
+
+    @abc.abstractmethod
+    def encode(self, images: Any) -> dict[str, Any]:
+        """T-Net's encoder features of ``B`` frames (what :meth:`step` reads as ``target`` and ``prev_r2``)."""
+
+    @abc.abstractmethod
+    def fuse(self, indicator: Any) -> Any:
+        """An annotated frame's converter features as :meth:`step` reads them."""
+
+    @abc.abstractmethod
+    def step(self, target: dict[str, Any], annotated_r5: Any, fused: Any, frame_mask: Any, prev_r2: Any,
+             prev_prob: Any) -> Any:
+        """One propagation step: the target frame's probabilities ``[K, hp, wp, 1]`` from the previous frame's."""
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        return {}
+
+
+@dataclasses.dataclass
+class _Compiled:
+    """The jitted calls of one network config, shared by every predictor of that config (one compile per shape)."""
+
+    annotate: Callable[..., Any]
+    encode: Callable[..., Any]
+    fuse: Callable[..., Any]
+    step: Callable[..., Any]
+    traces: dict[str, int]
+    warmed: set[tuple[int, ...]] = dataclasses.field(default_factory=set)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(config: ModelConfig) -> _Compiled:
+    anet, tnet = AnnotationNet(config), TransferNet(config)
+    traces = {"anet": 0, "encode": 0, "fuse": 0, "step": 0}
+
+    def annotate(variables, images, interaction):
+        traces["anet"] += 1
+        logits, aux = anet.apply(variables, images, interaction)
+        return jax.nn.sigmoid(logits), aux["indicator"]
+
+    def encode(variables, images):
+        # With conv1x1's target half: it depends on the frame alone, so it is cached with the features.
+        traces["encode"] += 1
+        feats = tnet.apply(variables, images, method=TransferNet.encode)
+        fused = tnet.apply(variables, feats["r5"], method=TransferNet.fuse_target)
+        return {"r2": feats["r2"], "r3": feats["r3"], "r5": feats["r5"], "r5_fused": fused}
+
+    def fuse(variables, indicator):
+        traces["fuse"] += 1
+        return tnet.apply(variables, indicator, method=TransferNet.fuse_global)
+
+    def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
+        traces["step"] += 1
+        logits, _ = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
+                               method=TransferNet.decode_split)
+        return jax.nn.sigmoid(logits)
+
+    return _Compiled(jax.jit(annotate), jax.jit(encode), jax.jit(fuse), jax.jit(step), traces)
+
+
+class ATNetPredictor(Predictor):
+    """The released ATNet (A-Net + T-Net) with jit-compiled calls.
+
+    Args:
+      variables: ``{"anet": ..., "tnet": ...}`` Flax variables (``atnet_jax.io.weights.load_weights``, or
+        ``atnet_jax.io.weights.load_predictor`` for a weights folder).
+      config: the networks' :class:`ModelConfig`.
+
+    Predictors of one config share their compiled calls, so a second session on the same shapes compiles nothing.
+    """
+
+    def __init__(self, variables: dict[str, Any], config: ModelConfig) -> None:
+        self.config = config
+        self._variables = jax.device_put(variables)
+        self._compiled = _compiled(config)
+        self.warmed = self._compiled.warmed
+
+    def annotate(self, images: Any, interaction: Any) -> tuple[Any, Any]:
+        return self._compiled.annotate(self._variables["anet"], images, interaction)
+
+    def encode(self, images: Any) -> dict[str, Any]:
+        return self._compiled.encode(self._variables["tnet"], images)
+
+    def fuse(self, indicator: Any) -> Any:
+        return self._compiled.fuse(self._variables["tnet"], indicator)
+
+    def step(self, target: dict[str, Any], annotated_r5: Any, fused: Any, frame_mask: Any, prev_r2: Any,
+             prev_prob: Any) -> Any:
+        return self._compiled.step(self._variables["tnet"], target, annotated_r5, fused, frame_mask, prev_r2,
+                                   prev_prob)
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each jitted call was traced (compiled) so far, shared by the predictors of a config."""
+        return dict(self._compiled.traces)
