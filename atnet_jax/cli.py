@@ -108,6 +108,14 @@ def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, A
                               f"{one_line(err)})") from err
 
 
+def load_predictor(path: Path, flag: str = "--checkpoint") -> Any:
+    """The networks of the weights folder ``path`` (:func:`load_checkpoint`'s checks and errors), ready for a
+    session: an :class:`~atnet_jax.models.predictor.ATNetPredictor`."""
+    from atnet_jax.models.predictor import ATNetPredictor
+
+    return ATNetPredictor(*load_checkpoint(path, flag))
+
+
 def _end_progress_bars() -> None:
     """Close the tqdm bars an error interrupted, so that the error message starts on a line of its own."""
     tqdm = sys.modules.get("tqdm")

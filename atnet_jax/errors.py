@@ -18,7 +18,7 @@ class AtnetError(Exception):
     http_status: int = 500
 
 
-class UsageError(AtnetError):
+class UsageError(AtnetError, ValueError):
     """A bad argument or request: a flag's value, a path that does not exist, an id outside its range."""
 
     exit_code = EXIT_USAGE

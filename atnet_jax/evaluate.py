@@ -101,14 +101,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
                               resume=args.resume, overwrite=args.overwrite)
     except protocol.OutputConflict as err:
         raise cli.UsageError(str(err)) from None
-    variables, model_config = cli.load_checkpoint(checkpoint)
+    predictor = cli.load_predictor(checkpoint)
     print(f"weights: {checkpoint}" + (" (the demo weights, trained on synthetic videos only)"
                                       if args.checkpoint is None else ""))
     total = sum(s.num_samples for s in sources)
     print(f"{len(sources)} sequence(s), {total} sample(s)"
           + (f", shard {shard[0]}/{shard[1]}: {len(range(shard[0], total, shard[1]))} of them" if args.shard else "")
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
-    make_session = functools.partial(open_session, variables, model_config, args.size)
+    make_session = functools.partial(open_session, predictor, args.size)
     result = protocol.evaluate(sources, make_session, config, args.output, settings=settings, shard=shard,
                                resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug)
     if result is None:
@@ -118,11 +118,11 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(f"wrote {args.output / 'report.csv'}, {args.output / 'summary.json'}, {args.output / 'curve.png'}")
 
 
-def open_session(variables: Any, model_config: Any, size: int | None, sequence: Any) -> Any:
+def open_session(predictor: Any, size: int | None, sequence: Any) -> Any:
     """A :class:`Session` over one sequence's frames at processing size ``size``."""
     from atnet_jax.inference.session import Session
 
-    return Session(sequence.frames, variables, model_config, sequence.num_objects, size=size)
+    return Session(sequence.frames, predictor, sequence.num_objects, size=size)
 
 
 def run_settings(args: argparse.Namespace, checkpoint: Path, names: list[str]) -> dict[str, Any]:

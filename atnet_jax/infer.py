@@ -247,14 +247,14 @@ def infer(args: argparse.Namespace) -> None:
     rounds = [load_scribbles(p, num_frames=len(frames), num_objects=args.objects,
                              sequence=args.sequence) for p in args.scribbles]
     num_objects = count_objects(rounds, args.objects, str(args.scribbles[0]))
-    variables, config = cli.load_checkpoint(checkpoint)
+    predictor = cli.load_predictor(checkpoint)
     if args.checkpoint is None:
         print(f"weights: {checkpoint} (the demo weights, trained on synthetic videos only; pass --checkpoint "
               "for real videos)")
     print(f"{name}: {len(frames)} frames of {frames.shape[1]}x{frames.shape[0]}, {num_objects} object(s), "
           f"{len(rounds)} scribble file(s)")
 
-    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
+    session = Session(frames, predictor, num_objects, size=args.size, progress=True)
     n = 0
     for path, scribbles in zip(args.scribbles, rounds):
         marked = annotated_frames(scribbles)
@@ -383,10 +383,10 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     num_objects = davis.num_objects(name)
     print(f"generated a synthetic video ({final(data)}, DAVIS layout): {len(frames)} frames of {frames.shape[1]}x"
           f"{frames.shape[0]}, {num_objects} objects, ground-truth masks and a first scribble")
-    variables, config = cli.load_checkpoint(checkpoint)
+    predictor = cli.load_predictor(checkpoint)
     print(f"weights: {checkpoint}")
 
-    session = Session(frames, variables, config, num_objects, size=args.size, progress=True)
+    session = Session(frames, predictor, num_objects, size=args.size, progress=True)
     compile_start = time.perf_counter()
     session.warmup()
     print(f"compiled A-Net and T-Net for this frame size in {time.perf_counter() - compile_start:.1f} s")

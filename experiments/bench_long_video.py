@@ -99,9 +99,11 @@ class _Prefix:
 
 def worker(kind: str, video: Path, frames: int, size: int | None, out: Path, cache_mb: int,
            later_round: bool) -> dict:
-    from atnet_jax.inference.session import Session, propagation_plan
+    from atnet_jax.inference.plan import propagation_plan
+    from atnet_jax.inference.session import Session
     from atnet_jax.io.davis import open_frames
     from atnet_jax.io.masks import write_mask
+    from atnet_jax.models.predictor import ATNetPredictor
 
     start = time.perf_counter()
     source = open_frames(video)
@@ -118,7 +120,7 @@ def worker(kind: str, video: Path, frames: int, size: int | None, out: Path, cac
 
         config = paper_model_config()
         variables = random_variables(config)
-    session = Session(frames_src, variables, config, 1, size=size, feature_cache_bytes=cache_mb << 20)
+    session = Session(frames_src, ATNetPredictor(variables, config), 1, size=size, feature_cache_bytes=cache_mb << 20)
     start = time.perf_counter()
     session.warmup()
     compile_s = time.perf_counter() - start

@@ -29,9 +29,11 @@ if str(ROOT) not in sys.path:
 def worker(frames: int, height: int, width: int, objects: int) -> dict:
     import numpy as np
 
-    from atnet_jax.inference.session import Session, propagation_plan
+    from atnet_jax.inference.plan import propagation_plan
+    from atnet_jax.inference.session import Session
     from atnet_jax.models import paper_model_config
     from atnet_jax.models.build import random_variables
+    from atnet_jax.models.predictor import ATNetPredictor
 
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
@@ -47,11 +49,11 @@ def worker(frames: int, height: int, width: int, objects: int) -> dict:
         return pos, np.zeros_like(pos)
 
     # Compile on a 2-frame prefix first (the compiled calls are shared by sessions of one config).
-    warm = Session(video[:2], variables, config, num_objects=objects)
+    warm = Session(video[:2], ATNetPredictor(variables, config), num_objects=objects)
     warm.interact_maps(0, *maps(0))
     compile_s = warm.last_round_seconds
 
-    session = Session(video, variables, config, num_objects=objects)
+    session = Session(video, ATNetPredictor(variables, config), num_objects=objects)
     first, second = frames // 2, frames // 4
     session.interact_maps(first, *maps(1))
     round1 = session.last_round_seconds
@@ -77,10 +79,11 @@ def robot_worker(frames: int, height: int, width: int, objects: int, rounds: int
     from atnet_jax.interaction.robot import InteractiveRobot
     from atnet_jax.models import paper_model_config
     from atnet_jax.models.build import random_variables
+    from atnet_jax.models.predictor import ATNetPredictor
 
     video, gt = generate_video(0, num_frames=frames, height=height, width=width, num_objects=objects)
     config = paper_model_config()
-    session = Session(video, random_variables(config), config, num_objects=objects)
+    session = Session(video, ATNetPredictor(random_variables(config), config), num_objects=objects)
     start = time.perf_counter()
     session.warmup()
     compile_s = time.perf_counter() - start

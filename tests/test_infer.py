@@ -300,6 +300,7 @@ def test_two_scribble_files_on_the_same_frame_give_the_maps_of_both(tmp_path, da
     from atnet_jax.interaction.scribbles import interaction_maps
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.io.weights import load_weights
+    from atnet_jax.models.predictor import ATNetPredictor
 
     first = [_stroke(1, 0.3), _stroke(2, 0.7)]
     second = [_stroke(1, 0.5, 0.1, 0.4), _stroke(0, 0.9, 0.5, 0.9)]
@@ -320,7 +321,7 @@ def test_two_scribble_files_on_the_same_frame_give_the_maps_of_both(tmp_path, da
     frames = DavisFolder(davis_root).frames("toy")
 
     def by_hand(round2_strokes):
-        session = session_module.Session(frames, variables, config, 2)
+        session = session_module.Session(frames, ATNetPredictor(variables, config), 2)
         session.interact_maps(2, *interaction_maps(first, H, W, 2))
         prev = session.labels[2].copy()
         session.interact_maps(2, *interaction_maps(round2_strokes, H, W, 2, prev))

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from atnet_jax.inference.session import Session, merge_objects
+from atnet_jax.inference.plan import merge_objects
+from atnet_jax.inference.session import Session
+from atnet_jax.models.predictor import ATNetPredictor
 from atnet_jax.models.preprocess import parse_processing_size, processing_shape, resize_maps
 
 STROKES = [{"path": [[0.3, 0.4], [0.45, 0.45], [0.6, 0.5]], "object_id": 1, "start_time": 0.0, "end_time": 1.0},
@@ -54,10 +56,12 @@ def _video(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarra
     (1, 75, 121, 40, (40, 65)),  # a one-frame video
 ])
 def test_shapes_round_trip(tiny_config, tiny_variables, num_frames, height, width, size, expected):
-    session = Session(_video(num_frames, height, width), tiny_variables, tiny_config, num_objects=2, size=size)
+    session = Session(_video(num_frames, height, width), ATNetPredictor(tiny_variables, tiny_config), num_objects=2,
+                      size=size)
     try:
         assert session.processing_shape == expected and session.resized
-        labels = session.interact(num_frames // 2, STROKES)
+        session.interact(num_frames // 2, STROKES)
+        labels = session.labels
         assert labels.shape == (num_frames, height, width) and labels.dtype == np.uint8
         assert session.probabilities.shape == (num_frames, 2, *expected)
         assert session.video_probabilities(0).shape == (2, height, width)
@@ -81,8 +85,8 @@ def test_a_resized_video_gives_the_small_videos_results_at_its_own_size(tiny_con
     bilinear upsampling, merged."""
     small = _video(4, 60, 90, seed=5)
     large = small.repeat(2, axis=1).repeat(2, axis=2)
-    a = Session(small, tiny_variables, tiny_config, num_objects=1)
-    b = Session(large, tiny_variables, tiny_config, num_objects=1, size=60)
+    a = Session(small, ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
+    b = Session(large, ATNetPredictor(tiny_variables, tiny_config), num_objects=1, size=60)
     try:
         assert b.processing_shape == (60, 90) and not a.resized
         for session in (a, b):
@@ -129,8 +133,8 @@ def test_davis_480p_is_unchanged_bit_for_bit_by_the_default_size(tiny_config, ti
     source = davis.frames("bear")
     frames = np.stack([source[t] for t in range(min(len(source), 3))])
     assert frames.shape[1:3] == (480, 854)
-    default = Session(frames, tiny_variables, tiny_config, num_objects=1)
-    full = Session(frames, tiny_variables, tiny_config, num_objects=1, size=None)
+    default = Session(frames, ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
+    full = Session(frames, ATNetPredictor(tiny_variables, tiny_config), num_objects=1, size=None)
     try:
         assert default.processing_shape == (480, 854) and not default.resized
         for session in (default, full):

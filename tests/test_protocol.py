@@ -140,6 +140,7 @@ def test_a_frame_scribbled_twice_gets_the_strokes_of_both_rounds(tiny_config, ti
     with the same probabilities as a session given the maps of both rounds' strokes in round 2."""
     from atnet_jax.inference.session import Session
     from atnet_jax.interaction.scribbles import interaction_maps
+    from atnet_jax.models.predictor import ATNetPredictor
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (T, 48, 64, 3), dtype=np.uint8)
@@ -156,12 +157,12 @@ def test_a_frame_scribbled_twice_gets_the_strokes_of_both_rounds(tiny_config, ti
             strokes[1] = [dict(s) for s in second]
             return {"scribbles": strokes, "sequence": sequence}
 
-    session = Session(frames, tiny_variables, tiny_config, 1)
+    session = Session(frames, ATNetPredictor(tiny_variables, tiny_config), 1)
     rounds, _ = _play(session, first, SameFrameRobot(), ProtocolConfig(max_rounds=2), gt)
     assert [r.frame for r in rounds] == [1, 1]
 
     def replay(round2_strokes):
-        ref = Session(frames, tiny_variables, tiny_config, 1)
+        ref = Session(frames, ATNetPredictor(tiny_variables, tiny_config), 1)
         ref.interact(1, first["scribbles"][1])
         maps = interaction_maps(round2_strokes, 48, 64, 1, ref.labels[1])
         ref.interact_maps(1, *maps)

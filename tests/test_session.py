@@ -1,12 +1,12 @@
 """Interactive sessions: propagation order and stopping rule, eq. (6), merge, global averaging, compiles."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from atnet_jax.inference.session import Session, blend_weight, merge_objects, propagation_plan
+from atnet_jax.inference.plan import blend_weight, merge_objects, propagation_plan
+from atnet_jax.inference.session import Session
+from atnet_jax.models.predictor import ATNetPredictor, Predictor
 
 T, H, W = 7, 60, 90  # reflect-padded to 64 x 96
 
@@ -55,27 +55,49 @@ def _maps(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return pos, neg
 
 
-class _Spy:
-    """Records the T-Net step calls of a session."""
+class _Spy(Predictor):
+    """A predictor that runs another and records the T-Net steps and encoder batches it was asked for."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, inner: Predictor, session_like: Session) -> None:
+        self.inner, self.warmed = inner, inner.warmed
+        (self.top, _), (self.left, _) = session_like.pad
+        self.h, self.w = session_like.processing_shape
         self.calls: list[dict] = []
-        step = session._nets.step
+        self.batches: list[int] = []
 
-        def spy(variables, target, annotated_r5, indicators, frame_mask, prev_r2, prev_prob):
-            out = step(variables, target, annotated_r5, indicators, frame_mask, prev_r2, prev_prob)
-            self.calls.append({"frame_mask": np.asarray(frame_mask), "annotated_r5": np.asarray(annotated_r5),
-                               "prev_r2": np.asarray(prev_r2), "out": session._crop(out)})
-            return out
+    def annotate(self, images, interaction):
+        return self.inner.annotate(images, interaction)
 
-        session._nets = dataclasses.replace(session._nets, step=spy)
+    def encode(self, images):
+        self.batches.append(images.shape[0])
+        return self.inner.encode(images)
+
+    def fuse(self, indicator):
+        return self.inner.fuse(indicator)
+
+    def step(self, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
+        out = self.inner.step(target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
+        rows, cols = slice(self.top, self.top + self.h), slice(self.left, self.left + self.w)
+        self.calls.append({"frame_mask": np.asarray(frame_mask), "annotated_r5": np.asarray(annotated_r5),
+                           "prev_r2": np.asarray(prev_r2), "out": np.asarray(out)[..., rows, cols, 0]})
+        return out
+
+    @property
+    def trace_counts(self):
+        return self.inner.trace_counts
+
+
+def _spied_session(tiny_config, tiny_variables, **kwargs) -> tuple[Session, _Spy]:
+    plain = Session(_video()[:1], ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
+    spy = _Spy(ATNetPredictor(tiny_variables, tiny_config), plain)
+    plain.close()
+    return Session(_video(), spy, **kwargs), spy
 
 
 @pytest.fixture(scope="module")
 def two_rounds(tiny_config, tiny_variables):
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    session, spy = _spied_session(tiny_config, tiny_variables, num_objects=2)
     traces0 = session.trace_counts
-    spy = _Spy(session)
     session.interact_maps(3, *_maps(2, 1))
     round1 = session.probabilities.astype(np.float32).copy()
     traces1 = session.trace_counts
@@ -130,14 +152,14 @@ def test_one_compile_serves_all_frames_and_rounds(two_rounds):
 
 def test_objects_are_independent_in_round_one(tiny_config, tiny_variables, two_rounds):
     pos, neg = _maps(2, 1)
-    single = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    single = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
     single.interact_maps(3, pos[1:], neg[1:])
     np.testing.assert_allclose(single.probabilities[:, 0].astype(np.float32),
                                two_rounds[3][:, 1], atol=2e-3)
 
 
 def test_feature_cache_spills_to_disk_with_the_same_results(tiny_config, tiny_variables, two_rounds):
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=2, feature_cache_bytes=1)
+    session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=2, feature_cache_bytes=1)
     session.interact_maps(3, *_maps(2, 1))
     assert session.features._disk  # spilled
     np.testing.assert_array_equal(session.probabilities.astype(np.float32), two_rounds[3])
@@ -145,18 +167,19 @@ def test_feature_cache_spills_to_disk_with_the_same_results(tiny_config, tiny_va
 
 
 def test_bad_interactions_are_rejected(tiny_config, tiny_variables):
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=2)
     pos, neg = _maps(2, 1)
     with pytest.raises(ValueError, match="outside the video"):
         session.interact_maps(T, pos, neg)
     with pytest.raises(ValueError, match=r"\[K, H, W\]"):
         session.interact_maps(0, pos[:1], neg[:1])
     with pytest.raises(ValueError, match="num_objects"):
-        Session(_video(), tiny_variables, tiny_config, num_objects=0)
+        Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=0)
 
 
 def test_warmup_compiles_what_a_round_needs(tiny_config, tiny_variables):
-    session = Session(_video()[:3], tiny_variables, tiny_config, num_objects=3)  # a shape no other test uses
+    # a shape no other test uses
+    session = Session(_video()[:3], ATNetPredictor(tiny_variables, tiny_config), num_objects=3)
     session.warmup()
     warmed = session.trace_counts
     session.interact_maps(1, *_maps(3, 4))
@@ -212,7 +235,7 @@ def test_propagation_plan_equals_the_released_range_on_random_cases():
 
 
 def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its_label(tiny_config, tiny_variables):
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
     assert session.probabilities.dtype == np.float32
     p = np.full((1, H, W), 0.80003, np.float32)  # float16 would round this to 0.7998 or 0.8
     assert np.float16(0.80003) <= 0.8
@@ -223,11 +246,9 @@ def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its
 
 def test_round_one_encoder_in_batches_gives_the_same_results(tiny_config, tiny_variables, two_rounds):
     """Accelerators encode several frames per call in round 1; the results are those of one frame per call."""
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=2, encoder_batch=4)
-    calls = []
-    encode = session._nets.encode
-    session._nets = dataclasses.replace(session._nets, encode=lambda v, x: calls.append(x.shape[0]) or encode(v, x))
+    session, spy = _spied_session(tiny_config, tiny_variables, num_objects=2, encoder_batch=4)
     session.interact_maps(3, *_maps(2, 1))
+    calls = spy.batches
     assert set(calls) == {4} and len(calls) < T  # batches of 4 (the last filled up), fewer calls than frames
     assert session.features.computed == T
     np.testing.assert_allclose(np.asarray(session.probabilities), two_rounds[3], atol=1e-5)

@@ -1,13 +1,15 @@
 """Session state: strokes that accumulate per frame, cancelled rounds, snapshots, objects added and removed."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from atnet_jax.inference.session import RoundCancelled, Session
+from atnet_jax.errors import ConflictError
+from atnet_jax.inference.plan import merge_objects
+from atnet_jax.inference.session import Session
+from atnet_jax.interaction.kinds import Scribble
 from atnet_jax.interaction.scribbles import interaction_maps
+from atnet_jax.models.predictor import ATNetPredictor, Predictor
 
 T, H, W = 6, 60, 90
 
@@ -26,29 +28,37 @@ ROUND2 = [_stroke(1, 0.5, 0.6, 0.7), _stroke(0, 0.1, 0.1, 0.9)]
 ROUND3 = [_stroke(2, 0.2, 0.6, 0.9)]
 
 
-class _AnetSpy:
-    """Records the interaction maps A-Net receives."""
+class _AnetSpy(Predictor):
+    """A predictor that runs another and records the interaction maps A-Net receives."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, inner: Predictor) -> None:
+        self.inner, self.warmed = inner, inner.warmed
         self.inputs: list[np.ndarray] = []
-        anet = session._nets.anet
 
-        def spy(variables, image, interaction):
-            self.inputs.append(np.asarray(interaction))
-            return anet(variables, image, interaction)
+    def annotate(self, images, interaction):
+        self.inputs.append(np.asarray(interaction))
+        return self.inner.annotate(images, interaction)
 
-        session._nets = dataclasses.replace(session._nets, anet=spy)
+    def encode(self, images):
+        return self.inner.encode(images)
+
+    def fuse(self, indicator):
+        return self.inner.fuse(indicator)
+
+    def step(self, *args):
+        return self.inner.step(*args)
 
 
 @pytest.fixture()
 def session(tiny_config, tiny_variables):
-    s = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    s = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=2)
     yield s
     s.close()
 
 
-def test_strokes_accumulate_on_a_frame_scribbled_twice(session):
-    spy = _AnetSpy(session)
+def test_strokes_accumulate_on_a_frame_scribbled_twice(tiny_config, tiny_variables):
+    spy = _AnetSpy(ATNetPredictor(tiny_variables, tiny_config))
+    session = Session(_video(), spy, num_objects=2)
     session.interact(2, ROUND1)
     labels_before = session.labels[2].copy()
     session.interact(2, ROUND2)
@@ -66,26 +76,23 @@ def test_strokes_accumulate_on_a_frame_scribbled_twice(session):
 def test_cancel_restores_the_previous_round_exactly(session, tiny_config, tiny_variables):
     session.interact(1, ROUND1)
     before = session.snapshot()
-    polls = iter(range(100))
-    seen = []
-    with pytest.raises(RoundCancelled):
-        session.interact(4, ROUND3, on_frame=lambda t, kind: seen.append((t, kind)),
-                         cancel=lambda: next(polls) >= 3)
-    assert seen[0] == (4, "annotated") and len(seen) >= 2  # some frames were written, then undone
+    first = session.add(Scribble(4, ROUND3))
+    updates = session.propagate()
+    seen = [(first.frame, first.kind), *((u.frame, u.kind) for u in (next(updates), next(updates)))]
+    updates.close()  # stopping between two updates cancels the round
+    assert seen[0] == (4, "annotated") and len(seen) == 3  # some frames were written, then undone
     np.testing.assert_array_equal(session.probabilities, before.probabilities)
     assert session.annotated == [1] and session.strokes == before.strokes
     np.testing.assert_array_equal(session.labels, np.asarray(_labels(before.probabilities)))
     # The same round run to the end equals a session that was never cancelled.
     session.interact(4, ROUND3)
-    fresh = Session(_video(), tiny_variables, tiny_config, num_objects=2)
+    fresh = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=2)
     fresh.interact(1, ROUND1)
     fresh.interact(4, ROUND3)
     np.testing.assert_array_equal(session.probabilities, fresh.probabilities)
 
 
 def _labels(probabilities: np.ndarray) -> np.ndarray:
-    from atnet_jax.inference.session import merge_objects
-
     return merge_objects(np.moveaxis(probabilities, 1, 0))
 
 
@@ -122,7 +129,7 @@ def test_removing_an_object_drops_its_masks_and_strokes_and_renumbers(session):
     np.testing.assert_array_equal(session.probabilities[:, 0], probabilities[:, 1])
     assert [s["object_id"] for s in session.strokes[1]] == [1, 1]  # object 2's strokes, now object 1
     np.testing.assert_array_equal(session.labels, _labels(session.probabilities))
-    with pytest.raises(ValueError, match="only object"):
+    with pytest.raises(ConflictError, match="only object"):
         session.remove_object(1)
     with pytest.raises(ValueError, match="does not exist"):
         session.remove_object(2)

@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from atnet_jax.inference.session import RoundCancelled, Session
+from atnet_jax.inference.session import Session
 from atnet_jax.inference.store import FrameStore
+from atnet_jax.interaction.kinds import Scribble
+from atnet_jax.models.predictor import ATNetPredictor
 
 
 def test_frames_round_trip_and_the_file_goes_at_close(tmp_path):
@@ -76,14 +78,13 @@ STROKE = {"path": [[0.3, 0.4], [0.6, 0.5]], "object_id": 1, "start_time": 0.0, "
 
 
 def test_a_session_keeps_its_results_in_files_that_survive_a_round_and_go_at_close(tiny_config, tiny_variables):
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
     workdir = session.workdir
-    assert isinstance(session.probabilities, FrameStore) and isinstance(session.labels, FrameStore)
     assert session.probabilities.path.parent == workdir and session.labels.path.parent == workdir
-    seen = {}
-    session.interact(2, [STROKE], on_frame=lambda t, kind: seen.setdefault(t, session.labels[t].copy()))
+    first = session.add(Scribble(2, [STROKE]))
+    seen = {first.frame: first.labels, **{u.frame: u.labels for u in session.propagate()}}
     assert sorted(seen) == list(range(5))
-    # What on_frame saw is final for this round (masks can be written as they come), and it is in the files.
+    # What the updates held is final for this round (masks can be written as they come), and it is in the files.
     for t, labels in seen.items():
         np.testing.assert_array_equal(session.labels[t], labels)
     assert session.probabilities.path.stat().st_size == 5 * 60 * 90 * 4
@@ -92,9 +93,8 @@ def test_a_session_keeps_its_results_in_files_that_survive_a_round_and_go_at_clo
     assert isinstance(state.probabilities, FrameStore) and state.probabilities.path.parent != workdir
     # A cancelled round's undo file is gone afterwards; the results are as before.
     before = np.asarray(session.probabilities)
-    polls = iter(range(100))
-    with pytest.raises(RoundCancelled):
-        session.interact(4, [STROKE], cancel=lambda: next(polls) >= 1)
+    session.add(Scribble(4, [STROKE]))
+    session.propagate().close()
     np.testing.assert_array_equal(np.asarray(session.probabilities), before)
     assert not (workdir / "undo.f32").exists()
     # Objects added and removed rewrite the store (K changes), frame by frame.
@@ -122,15 +122,16 @@ def test_a_cancelled_first_round_leaves_empty_frames_without_an_undo_file(tiny_c
         original(self, path, *args, **kwargs)
 
     monkeypatch.setattr(FrameStore, "__init__", spy)
-    session = Session(_video(), tiny_variables, tiny_config, num_objects=1)
-    polls = iter(range(100))
-    with pytest.raises(RoundCancelled):
-        session.interact(2, [STROKE], cancel=lambda: next(polls) >= 3)
+    session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
+    session.add(Scribble(2, [STROKE]))
+    updates = session.propagate()
+    next(updates), next(updates)
+    updates.close()
     assert "undo.f32" not in created  # the frames held nothing: the undo log only lists them
     assert not np.asarray(session.probabilities).any() and not np.asarray(session.labels).any()
-    assert session.annotated == [] and not session._written.any()
+    assert session.annotated == [] and session.pending is None
     session.interact(2, [STROKE])
-    fresh = Session(_video(), tiny_variables, tiny_config, num_objects=1)
+    fresh = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=1)
     fresh.interact(2, [STROKE])
     np.testing.assert_array_equal(np.asarray(session.probabilities), np.asarray(fresh.probabilities))
     session.close()

@@ -43,8 +43,9 @@ def demo(tmp_path_factory):
 
 def make_workspace(demo, root, num_objects=2) -> Workspace:
     from atnet_jax.inference.session import Session
+    from atnet_jax.models.predictor import ATNetPredictor
 
-    session = Session(demo["frames"], demo["variables"], demo["config"], num_objects)
+    session = Session(demo["frames"], ATNetPredictor(demo["variables"], demo["config"]), num_objects)
     session.warmup()
     return Workspace(root, session, name=NAME, video={"args": ["--input", str(demo["root"]), "--sequence", NAME]},
                      checkpoint=demo["checkpoint"], demo_weights=True)
@@ -458,9 +459,11 @@ def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
 
 def test_a_processing_size_below_the_video_size_serves_masks_at_the_video_size_and_undoes(demo, tmp_path):
     from atnet_jax.inference.session import Session
+    from atnet_jax.models.predictor import ATNetPredictor
     from atnet_jax.studio.app import create_app
 
-    session = Session(demo["frames"], demo["variables"], demo["config"], 2, size=160)  # 240x432 -> 160x288
+    predictor = ATNetPredictor(demo["variables"], demo["config"])
+    session = Session(demo["frames"], predictor, 2, size=160)  # 240x432 -> 160x288
     assert session.processing_shape == (160, 288)
     ws = Workspace(tmp_path / "ws", session, name=NAME, checkpoint=demo["checkpoint"], demo_weights=True,
                    video={"args": ["--input", str(demo["root"]), "--sequence", NAME], "size": 160})

@@ -91,7 +91,8 @@ def run_sample(
     robot_frames: list[int] = []  # frames the robot chose; the human first frame is not one of them
     scribbles, by_robot = first_scribbles, False
     if scribbles is None:
-        scribbles, by_robot = robot.interact(sequence, session.labels, gt, [], config.metric, num_objects), True
+        labels = np.array(session.labels)
+        scribbles, by_robot = robot.interact(sequence, labels, gt, [], config.metric, num_objects), True
     spent = 0.0
     for round_index in range(1, config.max_rounds + 1):
         marked = [t for t, strokes in enumerate(scribbles["scribbles"]) if strokes]
@@ -106,12 +107,13 @@ def run_sample(
         if spent > budget:
             return (f"round {round_index} not scored: it ended at {spent:.1f} s of model time, "
                     f"over the budget of {budget:g} s")
-        j = per_object_scores(session.labels, gt, num_objects, "J")
-        f = per_object_scores(session.labels, gt, num_objects, "F")
-        yield RoundResult(round_index, frame, j, f, session.labels, seconds, spent)
+        labels = np.array(session.labels)  # this round's masks: a copy the next round leaves as it is
+        j = per_object_scores(labels, gt, num_objects, "J")
+        f = per_object_scores(labels, gt, num_objects, "F")
+        yield RoundResult(round_index, frame, j, f, labels, seconds, spent)
         if round_index == config.max_rounds:
             break
-        scribbles, by_robot = robot.interact(sequence, session.labels, gt, list(robot_frames), config.metric,
+        scribbles, by_robot = robot.interact(sequence, labels, gt, list(robot_frames), config.metric,
                                              num_objects), True
     return f"{config.max_rounds} rounds played"
 

@@ -176,6 +176,11 @@ class ReadOnlyFrames:
         return self._store().dtype
 
     @property
+    def path(self) -> Path:
+        """The file the values live in (for reading its size; it changes when the session replaces its store)."""
+        return self._store().path
+
+    @property
     def ndim(self) -> int:
         return self._store().ndim
 

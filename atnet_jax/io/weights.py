@@ -21,6 +21,7 @@ from atnet_jax.errors import WeightsError
 from atnet_jax.io.safe import replace_dir, staging_dir
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
+from atnet_jax.models.predictor import ATNetPredictor
 
 FORMAT = "atnet_jax.weights"
 METADATA_FILE = "atnet_jax.json"
@@ -106,3 +107,9 @@ def load_weights(
     target = abstract_variables(config, tuple(metadata["networks"]))
     restored = ocp.StandardCheckpointer().restore(directory / _VARIABLES_DIR, target)
     return {n: restored[n] for n in networks}, config
+
+
+def load_predictor(directory: str | Path) -> ATNetPredictor:
+    """The networks of a weights folder, ready for a session (:class:`~atnet_jax.models.predictor.ATNetPredictor`)."""
+    variables, config = load_weights(directory)
+    return ATNetPredictor(variables, config)

@@ -168,7 +168,7 @@ def open_workspace(args: argparse.Namespace):
         num_objects = DavisFolder(source).num_objects(name) if (source / "Annotations").is_dir() else DEMO_OBJECTS
     else:
         num_objects = 1
-    variables, config = cli.load_checkpoint(checkpoint)
+    predictor = cli.load_predictor(checkpoint)
     print(f"{name}: {len(frames)} frames of {first.shape[1]}x{first.shape[0]}, {num_objects} object(s); "
           f"weights {checkpoint}")
     if demo_weights:
@@ -180,7 +180,7 @@ def open_workspace(args: argparse.Namespace):
             raise cli.UsageError(f"--workspace {workspace} was made at --size {size or 'full'}; its rounds cannot "
                                  f"go on at --size {args.size}: pass another --workspace")
         size = processing_size(args.size)
-    session = Session(frames, variables, config, num_objects, size=size)
+    session = Session(frames, predictor, num_objects, size=size)
     print("compiling A-Net and T-Net for this frame size ...", flush=True)
     session.warmup()
     video_args = ["--input", str(source)] + (["--sequence", sequence] if sequence else [])

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.inference.session import RoundCancelled, Session, SessionState, propagation_plan
+from atnet_jax.inference.session import FrameUpdate, Session, SessionState
+from atnet_jax.interaction.kinds import Scribble
 from atnet_jax.io.masks import DAVIS_PALETTE, write_mask
 from atnet_jax.io.safe import atomic_write, replace_dir, staging_dir
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
@@ -44,6 +45,10 @@ MAX_POINTS = 20_000
 MAX_NAME = 40
 DEFAULT_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
                    "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
+
+
+class _Cancelled(Exception):
+    """The running round was cancelled (the session is back as before it)."""
 
 
 class StudioError(Exception):
@@ -413,9 +418,7 @@ class Workspace:
         """Reserve the session for a round on ``frame`` (409 if a step is running)."""
         if not self.busy.acquire(blocking=False):
             raise StudioError(409, "a round is running: wait for it or cancel it")
-        backward, forward = propagation_plan(frame, self.session.annotated, self.num_frames,
-                                             self.session.propagation_proportion)
-        self.live = LiveRound(frame, 1 + len(backward) + len(forward), time.perf_counter())
+        self.live = LiveRound(frame, self.session.plan(frame).total, time.perf_counter())
         self.events.publish("round_start", frame=frame, total=self.live.total, round=self._num_rounds() + 1)
         return self.live
 
@@ -429,21 +432,34 @@ class Workspace:
         soon as it sees that event."""
         session = self.session
 
-        def on_frame(t: int, kind: str) -> None:
-            self._live_labels[t] = np.array(session.labels[t])
+        def on_frame(update: FrameUpdate) -> None:
+            t = update.frame
+            self._live_labels[t] = update.labels
             self.versions[t] += 1
             live.done += 1
             live.updated.append(t)
             elapsed = time.perf_counter() - live.started
             rate = live.done / elapsed if elapsed > 0 else 0.0
             eta = (live.total - live.done) / rate if rate > 0 else None
-            self.events.publish("frame", t=t, kind=kind, done=live.done, total=live.total, version=self.versions[t],
+            self.events.publish("frame", t=t, kind=update.kind, done=live.done, total=live.total,
+                                version=self.versions[t],
                                 elapsed=round(elapsed, 3), fps=round(rate, 3),
                                 eta=None if eta is None else round(eta, 2))
 
         status, message = "failed", "round failed"
         try:
-            session.interact(live.frame, strokes, on_frame=on_frame, cancel=live.cancel.is_set)
+            if live.cancel.is_set():
+                raise _Cancelled
+            on_frame(session.add(Scribble(live.frame, strokes)))
+            if live.cancel.is_set():
+                session.cancel()
+                raise _Cancelled
+            updates = session.propagate()
+            for update in updates:
+                on_frame(update)
+                if live.cancel.is_set():
+                    updates.close()  # the session goes back to its state before the round
+                    raise _Cancelled
             seconds = time.perf_counter() - live.started
             try:
                 self._commit({"kind": "round", "frame": live.frame, "strokes": strokes,
@@ -455,7 +471,7 @@ class Workspace:
                 raise
             status = "done"
             message = f"round {self._num_rounds()} on frame {live.frame}: {live.done} frames in {seconds:.1f} s"
-        except RoundCancelled:
+        except _Cancelled:
             status, message = "cancelled", "round cancelled: the previous result is back"
         except Exception as err:  # noqa: BLE001 (reported to the page; the session restored itself)
             message = f"round failed: {type(err).__name__}: {err}".splitlines()[0]
