@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
     UsageError,
     one_line,
 )
+from atnet_jax.io.safe import check_writable_folder as require_writable_folder  # noqa: F401 (the commands' name)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -68,24 +68,6 @@ def require_path(path: Path, flag: str) -> Path:
     """``path`` if it exists; else a :class:`UsageError` naming the flag."""
     if not path.exists():
         raise UsageError(f"{flag} {path} does not exist")
-    return path
-
-
-def require_writable_folder(path: Path, flag: str) -> Path:
-    """``path`` if results can be written there: a writable folder, or a path that can be created as one
-    (its nearest existing ancestor is a writable folder). Else a :class:`UsageError` naming the flag.
-
-    Run it on every output path before any work, so that a long run never ends in an errno message.
-    """
-    probe = path
-    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
-        raise UsageError(f"{flag} {path} {where}, expected a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
-        raise UsageError(f"{flag} {path} {where}")
     return path
 
 

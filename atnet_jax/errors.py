@@ -60,9 +60,10 @@ class Interrupted(AtnetError, KeyboardInterrupt):
 KINDS: tuple[type[AtnetError], ...] = (UsageError, NotFoundError, InputError, WeightsError, ConflictError, Interrupted)
 
 
-def one_line(err: BaseException) -> str:
-    """The first line of an error's message (the type's name for an empty message); a hint where it had more."""
+def one_line(err: BaseException, *, hint: bool = True) -> str:
+    """The first line of an error's message (the type's name for an empty message); where it had more lines and
+    ``hint``, a pointer to ``--debug`` for the rest."""
     lines = str(err).strip().splitlines()
     if not lines:
         return type(err).__name__
-    return lines[0] + (" (--debug shows the details)" if len(lines) > 1 else "")
+    return lines[0] + (" (--debug shows the details)" if len(lines) > 1 and hint else "")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from atnet_jax import cli
-from atnet_jax.infer import DEFAULT_CHECKPOINT
+from atnet_jax.demo import DEFAULT_CHECKPOINT
+from atnet_jax.io.weights import folder_fingerprint
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 EXAMPLES = """examples:
@@ -128,19 +128,8 @@ def open_session(predictor: Any, size: int | None, sequence: Any) -> Any:
 def run_settings(args: argparse.Namespace, checkpoint: Path, names: list[str]) -> dict[str, Any]:
     """What a run depends on besides the protocol: ``--resume`` and ``--merge`` require the same. The weights
     count by their contents (shards may read copies on different hosts); the paths are recorded only."""
-    return {"weights_sha256": weights_fingerprint(checkpoint), "sequences": names, "size": args.size,
+    return {"weights_sha256": folder_fingerprint(checkpoint), "sequences": names, "size": args.size,
             "paths": {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve())}}
-
-
-def weights_fingerprint(folder: Path) -> str:
-    """SHA-256 over the names and contents of every file of a weights folder."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def discover_sequences(davis: Any, subset: str | None, sequences: str | None) -> list[Any]:

@@ -1,33 +1,39 @@
-"""``python -m atnet_jax.infer``: interactive segmentation of a video from scribble files, round by round.
+"""``python -m atnet_jax.infer``: interactive segmentation of a video from scribble or click files, round by round.
 
-Without ``--input`` it runs the demo: a generated video (:mod:`atnet_jax.data.synthetic`), two rounds of
-scribbles (the generated first scribble, then a robot correction on round 1's worst frame), the weights
-shipped in ``atnet_jax/assets/demo_weights``, and everything written to ``atnet_demo/``.
+Without ``--input`` it runs the demo: a generated video (:mod:`atnet_jax.demo`), two rounds of scribbles (the
+generated first scribble, then a robot correction on round 1's worst frame), the weights shipped in
+``atnet_jax/assets/demo_weights``, and everything written to ``atnet_demo/``.
 """
 from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import atnet_jax
-from atnet_jax import cli
+from atnet_jax import cli, demo
+from atnet_jax.errors import ConflictError, InputError
+from atnet_jax.io.export import (
+    OVERLAYS,
+    check_overlay_writer,
+    check_results_output,
+    discard,
+    result_names,
+    write_sequence_files,
+    write_sequence_results,
+)
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
-DEFAULT_CHECKPOINT = Path(atnet_jax.__file__).resolve().parent / "assets" / "demo_weights"
-"""The weights shipped with the package: a small network trained on synthetic videos (the demo's)."""
+if TYPE_CHECKING:
+    from atnet_jax.interaction.kinds import Interaction
+
 DEMO_OUTPUT = Path("atnet_demo")
-DEMO_SEQUENCE, DEMO_SEED, DEMO_OBJECTS = "shapes", 7, 2
-DEMO_FRAMES, DEMO_HEIGHT, DEMO_WIDTH = 12, 240, 432
 DEMO_DATA = "data"  # the generated DAVIS folder, inside the output folder
 DEMO_ROUND2 = "round2.json"  # the robot's correction of round 1, inside the output folder
 OVERVIEW = "overview.jpg"
-OVERLAYS = ("video", "images", "none")
 
 EXAMPLES = """examples:
   # the demo: a generated video, two rounds of scribbles, masks and overlays written to atnet_demo/
@@ -35,17 +41,19 @@ EXAMPLES = """examples:
   # a DAVIS sequence, two rounds of scribbles
   python -m atnet_jax.infer --checkpoint weights/atnet --input DAVIS --sequence bear \\
       --scribbles DAVIS/Scribbles/bear/001.json round2.json --output results
-  # a folder of frames or a video file
-  python -m atnet_jax.infer --checkpoint weights/atnet --input my_video.mp4 --scribbles clicks.json --output results
+  # a folder of frames or a video file, with scribbles drawn in the studio
+  python -m atnet_jax.infer --checkpoint weights/atnet --input my_video.mp4 --scribbles round1.json --output results
+  # clicks instead of scribbles: {"clicks": [{"frame": 0, "x": 0.52, "y": 0.41, "object_id": 1}, ...]}
+  python -m atnet_jax.infer --checkpoint weights/atnet --input my_video.mp4 --clicks clicks.json --output results
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(
         "python -m atnet_jax.infer",
-        "Segment the objects of a video from scribbles: each scribble file is one round of interaction "
-        "(A-Net on the scribbled frame, T-Net propagation to the other frames). Writes one palette PNG per "
-        "frame (DAVIS format) and an overlay for viewing.\n\n"
+        "Segment the objects of a video from scribbles or clicks: each scribbled (or clicked) frame of a file is "
+        "one round of interaction (A-Net on that frame, T-Net propagation to the other frames). Writes one "
+        "palette PNG per frame (DAVIS format) and an overlay for viewing.\n\n"
         "Without --input it runs a demo: it generates a small video with ground truth, segments it in two "
         "rounds (the generated first scribble, then a robot's correction of the worst frame), prints J after "
         "each round and writes everything to --output (default: atnet_demo).",
@@ -58,14 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a DAVIS root (with --sequence), a folder of frames, or a video file "
                              "(omit it to run the demo)")
     parser.add_argument("--sequence", metavar="NAME", help="sequence name inside a DAVIS root")
-    parser.add_argument("--scribbles", type=Path, nargs="+", metavar="FILE.json",
-                        help="DAVIS scribble files, one per round, applied in the order given (needed with --input)")
+    interactions = parser.add_mutually_exclusive_group()
+    interactions.add_argument("--scribbles", type=Path, nargs="+", metavar="FILE.json",
+                              help="DAVIS scribble files, applied in the order given: each scribbled frame is a "
+                                   "round (--input needs these or --clicks)")
+    interactions.add_argument("--clicks", type=Path, nargs="+", metavar="FILE.json",
+                              help="click files ({\"clicks\": [{\"frame\", \"x\", \"y\", \"object_id\"}, ...]}, x "
+                                   "and y as fractions of the frame, object_id 0 = background), applied in the "
+                                   "order given: each clicked frame is a round")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="results folder: DIR/<sequence>/%%05d.png and DIR/<sequence>_overlay* (needed with "
                              f"--input; the demo's default: {DEMO_OUTPUT})")
     parser.add_argument("--objects", type=int, metavar="K",
-                        help="number of objects (default: the largest object id in the scribbles; an object "
-                             "with no stroke of its own in any file is an error unless --objects asks for it)")
+                        help="number of objects (default: the largest object id in the files; an object with "
+                             "no stroke or click of its own in any file is an error unless --objects asks for it)")
     parser.add_argument("--overlay", choices=OVERLAYS,
                         help="how to write the overlay of masks on frames (default: video; the demo: images)")
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
@@ -77,107 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def result_names(name: str) -> list[str]:
-    """The entries of a results folder that hold sequence ``name``'s results (whichever overlay was asked
-    for): the masks folder, the overlay video and the overlay images folder."""
-    return [name, f"{name}_overlay.mp4", f"{name}_overlay"]
-
-
-def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str = "--output") -> None:
-    """Before any work: ``output`` must be a folder that can be written (or created), and without
-    ``overwrite`` it must hold no results of ``name`` yet. UsageError / FileExistsError naming the flag."""
-    cli.require_writable_folder(output, flag)
-    existing = [output / n for n in result_names(name) if (output / n).exists() or (output / n).is_symlink()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{flag} {output} already holds results of {name} ({existing[0]}); pass "
-                              "--overwrite to replace them")
-
-
-def check_overlay_writer(overlay: str) -> None:
-    """RuntimeError now, not after the run, where OpenCV cannot encode the overlay video (no mp4v)."""
-    if overlay != "video":
-        return
-    import cv2
-
-    with tempfile.TemporaryDirectory(prefix="atnet_jax_mp4v_") as tmp:
-        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
-        ok = writer.isOpened()
-        writer.release()
-    if not ok:
-        raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
-
-
-def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video") -> list[Path]:
-    """Write a sequence's results into ``folder`` (a fresh staging folder: nothing is replaced):
-    ``name/%05d.png`` palette masks and, by ``overlay``, ``name_overlay.mp4`` or ``name_overlay/%05d.jpg``.
-
-    Args:
-      frames: ``len`` and ``frames[t] -> [H, W, 3] uint8`` RGB (a FrameSource or an array).
-      labels: ``[T, H, W]`` uint8 object ids (0 = background).
-      overlay: one of :data:`OVERLAYS`.
-    Returns what was written, masks folder first.
-    """
-    from tqdm import tqdm
-
-    from atnet_jax.io.frames import write_frame
-    from atnet_jax.io.masks import DAVIS_PALETTE, write_mask
-    from atnet_jax.io.visualize import overlay as draw_overlay
-    from atnet_jax.io.visualize import write_overlay_video
-
-    if overlay not in OVERLAYS:
-        raise ValueError(f"overlay must be one of {OVERLAYS}, got {overlay!r}")
-    if len(frames) != len(labels):
-        raise ValueError(f"{len(frames)} frames but {len(labels)} label maps for {name}")
-    masks_dir = folder / name
-    masks_dir.mkdir(parents=True)
-    for t in tqdm(range(len(labels)), desc="writing masks", unit="frame", leave=False):
-        write_mask(masks_dir / f"{t:05d}.png", labels[t])
-    written = [masks_dir]
-    if overlay == "video":
-        written.append(folder / f"{name}_overlay.mp4")
-        write_overlay_video(written[-1], frames, labels, DAVIS_PALETTE, hint="; use --overlay images")
-    elif overlay == "images":
-        written.append(folder / f"{name}_overlay")
-        written[-1].mkdir()
-        for t in range(len(labels)):
-            write_frame(written[-1] / f"{t:05d}.jpg", draw_overlay(frames[t], labels[t], DAVIS_PALETTE))
-    return written
-
-
-def write_sequence_results(output: Path, name: str, frames, labels, *, overlay: str = "video",
-                           overwrite: bool = False) -> list[Path]:
-    """Write sequence ``name``'s results to ``output`` as a whole and return their paths (masks folder first).
-
-    Everything is written into a staging folder beside the results, then swapped in: the earlier results of
-    ``name`` (masks, either overlay) all go, so a run never leaves files of another run beside its own, and
-    an interrupted or failed write leaves the earlier results as they were. Without ``overwrite`` existing
-    results of ``name`` raise FileExistsError. ``frames``, ``labels``, ``overlay``: as
-    :func:`write_sequence_files`.
-    """
-    from atnet_jax.io.safe import replace_entries, staging_dir
-
-    output = Path(output)
-    check_results_output(output, name, overwrite=overwrite)
-    created = not output.exists()
-    staged = staging_dir(output / name)
-    try:
-        write_sequence_files(staged, name, frames, labels, overlay)
-    except BaseException:
-        _discard(staged, output if created else None)
-        raise
-    return replace_entries(staged, output, result_names(name))
-
-
-def _discard(staged: Path, created: Path | None) -> None:
-    """Remove a staging folder, and the output folder made for it (``created``) if it is still empty."""
-    shutil.rmtree(staged, ignore_errors=True)
-    if created is not None:
-        try:
-            created.rmdir()
-        except OSError:  # not empty: something else was written there meanwhile
-            pass
-
-
 def _report_results(written: list[Path], num_frames: int) -> None:
     print(f"wrote {num_frames} masks (palette PNGs, 0 = background, k = object k) to {written[0]}")
     for path in written[1:]:
@@ -185,28 +98,21 @@ def _report_results(written: list[Path], num_frames: int) -> None:
         print(f"wrote {kind} {path}")
 
 
-def scribbled_objects(rounds: Sequence[dict]) -> set[int]:
-    """Object ids (> 0) that get at least one stroke in any of the scribble dicts ``rounds``."""
-    return {s["object_id"] for r in rounds for strokes in r["scribbles"] for s in strokes} - {0}
+def _report_objects(ids: set[int], objects: int | None, kind: str, source: str) -> int:
+    """The number of objects to segment: ``objects`` (``--objects``) or the largest id in the files.
 
-
-def count_objects(rounds: Sequence[dict], objects: int | None, source: str) -> int:
-    """The number of objects to segment: ``objects`` (``--objects``) or the largest scribbled id.
-
-    An object without a positive stroke in any round (ids below the largest, or up to ``objects``) would get
-    masks from nothing: without ``objects`` that is an error (ValueError naming the ids), with it a warning on
-    stderr names them.
-    """
-    ids = scribbled_objects(rounds)
+    An object without a positive stroke or click in any round (ids below the largest, or up to ``objects``) would
+    get masks from nothing: without ``objects`` that is an error naming the ids, with it a warning on stderr."""
     num_objects = objects or max(ids, default=0)
+    mark = "stroke" if kind == "scribble" else "click"
     if num_objects < 1:
-        raise ValueError(f"the scribble files name no object (only background strokes): {source}")
+        raise InputError(f"the {kind} files name no object (only background {mark}s): {source}")
     missing = sorted(set(range(1, num_objects + 1)) - ids)
     if missing and objects is None:
-        raise ValueError(f"object(s) {_id_list(missing)} get no stroke in any scribble file (objects scribbled: "
+        raise InputError(f"object(s) {_id_list(missing)} get no {mark} in any {kind} file (objects with one: "
                          f"{_id_list(sorted(ids))}); pass --objects {num_objects} to segment them anyway")
     if missing:
-        print(f"warning: object(s) {_id_list(missing)} of --objects {num_objects} get no stroke in any scribble "
+        print(f"warning: object(s) {_id_list(missing)} of --objects {num_objects} get no {mark} in any {kind} "
               "file: their masks come from the network's guess alone", file=sys.stderr)
     return num_objects
 
@@ -215,23 +121,48 @@ def _id_list(ids: Sequence[int]) -> str:
     return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
-def infer(args: argparse.Namespace) -> None:
-    if args.input is None:
-        return demo(args)
-    from atnet_jax.inference.session import Session
-    from atnet_jax.io.davis import DavisFolder, open_frames
+def read_rounds(args: argparse.Namespace, num_frames: int) -> tuple[list[tuple[Path, list[Interaction]]], int]:
+    """The rounds of ``--scribbles`` or ``--clicks``, file by file (each marked frame is one interaction, in
+    order), and the number of objects."""
+    from atnet_jax.interaction.kinds import Click, Clicks, Scribble
+    from atnet_jax.io.clicks import clicked_frames, load_clicks
     from atnet_jax.io.scribbles import annotated_frames, load_scribbles
 
-    if args.scribbles is None:
-        raise cli.UsageError("--input needs --scribbles FILE.json [...] (one file per round)")
+    rounds: list[tuple[Path, list[Interaction]]] = []
+    if args.clicks is not None:
+        for path in args.clicks:
+            data = load_clicks(path, num_frames=num_frames, num_objects=args.objects)
+            rounds.append((path, [Clicks(t, [Click(c["x"], c["y"], c["object_id"]) for c in data["clicks"]
+                                             if c["frame"] == t]) for t in clicked_frames(data)]))
+        kind, source = "click", args.clicks[0]
+    else:
+        for path in args.scribbles:
+            data = load_scribbles(path, num_frames=num_frames, num_objects=args.objects, sequence=args.sequence)
+            rounds.append((path, [Scribble(t, data["scribbles"][t]) for t in annotated_frames(data)]))
+        kind, source = "scribble", args.scribbles[0]
+    ids = set().union(*(i.object_ids() for _, interactions in rounds for i in interactions)) - {0}
+    return rounds, _report_objects(ids, args.objects, kind, str(source))
+
+
+def infer(args: argparse.Namespace) -> None:
+    if args.input is None:
+        return run_demo(args)
+    from atnet_jax.inference.session import Session
+    from atnet_jax.io.davis import DavisFolder, open_frames
+
+    files = args.scribbles if args.scribbles is not None else args.clicks
+    flag = "--scribbles" if args.scribbles is not None else "--clicks"
+    if files is None:
+        raise cli.UsageError("--input needs --scribbles FILE.json [...] or --clicks FILE.json [...] (each marked "
+                             "frame is a round)")
     if args.output is None:
         raise cli.UsageError("--input needs --output DIR (the results folder)")
     if args.objects is not None and args.objects < 1:
         raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     cli.require_path(args.input, "--input")
-    for path in args.scribbles:
-        cli.require_path(path, "--scribbles")
-    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    for path in files:
+        cli.require_path(path, flag)
+    checkpoint = args.checkpoint or demo.DEFAULT_CHECKPOINT
     cli.require_path(checkpoint, "--checkpoint")
     if args.sequence is None and (args.input / "JPEGImages").is_dir():
         images = args.input / "JPEGImages" / "480p"
@@ -244,26 +175,24 @@ def infer(args: argparse.Namespace) -> None:
     check_overlay_writer(overlay)
 
     frames = open_frames(args.input, args.sequence)
-    rounds = [load_scribbles(p, num_frames=len(frames), num_objects=args.objects,
-                             sequence=args.sequence) for p in args.scribbles]
-    num_objects = count_objects(rounds, args.objects, str(args.scribbles[0]))
+    rounds, num_objects = read_rounds(args, len(frames))
     predictor = cli.load_predictor(checkpoint)
     if args.checkpoint is None:
         print(f"weights: {checkpoint} (the demo weights, trained on synthetic videos only; pass --checkpoint "
               "for real videos)")
+    kind = "scribble" if args.scribbles is not None else "click"
     print(f"{name}: {len(frames)} frames of {frames.shape[1]}x{frames.shape[0]}, {num_objects} object(s), "
-          f"{len(rounds)} scribble file(s)")
+          f"{len(rounds)} {kind} file(s)")
 
     session = Session(frames, predictor, num_objects, size=args.size, progress=True)
     n = 0
-    for path, scribbles in zip(args.scribbles, rounds):
-        marked = annotated_frames(scribbles)
-        if not marked:
-            print(f"  {path}: no strokes, skipped")
-        for frame in marked:
+    for path, interactions in rounds:
+        if not interactions:
+            print(f"  {path}: no {'strokes' if kind == 'scribble' else 'clicks'}, skipped")
+        for interaction in interactions:
             n += 1
-            session.interact(frame, scribbles["scribbles"][frame])
-            print(f"  round {n}: {path.name}, frame {frame}: {session.last_round_seconds:.1f} s")
+            info = session.interact(interaction)
+            print(f"  round {n}: {path.name}, frame {interaction.frame}: {info.seconds:.1f} s")
     written = write_sequence_results(args.output, name, frames, session.labels, overlay=overlay,
                                      overwrite=args.overwrite)
     session.close()
@@ -273,28 +202,7 @@ def infer(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------- the demo
 
 
-def write_demo_video(root: Path, *, name: str = DEMO_SEQUENCE, seed: int = DEMO_SEED,
-                     num_objects: int = DEMO_OBJECTS, num_frames: int = DEMO_FRAMES, height: int = DEMO_HEIGHT,
-                     width: int = DEMO_WIDTH) -> Path:
-    """Write one synthetic video as a DAVIS folder at ``root`` (frames, palette masks, ``Scribbles/<name>/001.json``
-    with a first scribble, ``ImageSets/2017/val.txt``) and return the scribble file's path."""
-    from atnet_jax.data.synthetic import first_scribble, generate_video
-    from atnet_jax.io.frames import write_frame
-    from atnet_jax.io.masks import write_mask
-    from atnet_jax.io.safe import atomic_write
-    from atnet_jax.io.scribbles import save_scribbles
-
-    frames, labels = generate_video(seed, num_frames=num_frames, height=height, width=width,
-                                    num_objects=num_objects)
-    for t in range(num_frames):
-        write_frame(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frames[t])
-        write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", labels[t])
-    for subset in ("train", "val"):
-        atomic_write(root / "ImageSets" / "2017" / f"{subset}.txt", lambda tmp: tmp.write_text(f"{name}\n"))
-    return save_scribbles(root / "Scribbles" / name / "001.json", first_scribble(name, labels))
-
-
-def _demo_outputs(name: str = DEMO_SEQUENCE) -> list[str]:
+def _demo_outputs(name: str = demo.DEMO_SEQUENCE) -> list[str]:
     """Everything the demo writes inside its output folder (replaced as a whole by the next run)."""
     return [DEMO_DATA, DEMO_ROUND2, *result_names(name), OVERVIEW]
 
@@ -328,23 +236,23 @@ def _overview(path: Path, frames, gt, rounds: list[tuple[str, object, int, list]
     write_frame(path, grid(rows), overwrite=True)
 
 
-def demo(args: argparse.Namespace) -> None:
+def run_demo(args: argparse.Namespace) -> None:
     """Generate a video, segment it in two rounds (generated scribble, then a robot correction), report J."""
     from atnet_jax.io.safe import replace_entries, staging_dir
 
-    for flag, value in (("--scribbles", args.scribbles), ("--sequence", args.sequence),
+    for flag, value in (("--scribbles", args.scribbles), ("--clicks", args.clicks), ("--sequence", args.sequence),
                         ("--objects", args.objects)):
         if value is not None:
             raise cli.UsageError(f"{flag} needs --input (without --input, infer runs the demo on a generated video)")
     output = args.output or DEMO_OUTPUT
-    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    checkpoint = args.checkpoint or demo.DEFAULT_CHECKPOINT
     if args.checkpoint is None and not checkpoint.exists():
         raise FileNotFoundError(f"the demo weights {checkpoint} are missing from this installation; "
                                 "pass --checkpoint DIR")
     cli.require_path(checkpoint, "--checkpoint")
     cli.require_writable_folder(output, "--output")
     if output.is_dir() and any(output.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{output} already holds results (pass --overwrite to replace them, or "
+        raise ConflictError(f"{output} already holds results (pass --overwrite to replace them, or "
                               "--output another folder)")
     overlay = args.overlay or "images"
     check_overlay_writer(overlay)
@@ -358,7 +266,7 @@ def demo(args: argparse.Namespace) -> None:
     try:
         replay = _run_demo(args, staged, output, checkpoint, overlay)
     except BaseException:
-        _discard(staged, output if created else None)
+        discard(staged, output if created else None)
         raise
     replace_entries(staged, output, _demo_outputs())
     print(f"wrote everything to {output}")
@@ -368,6 +276,7 @@ def demo(args: argparse.Namespace) -> None:
 def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: Path, overlay: str) -> list[str]:
     """The demo's work, written into ``staged``; returns the command that replays it from the final files."""
     from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.kinds import Scribble
     from atnet_jax.interaction.robot import InteractiveRobot
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.io.scribbles import annotated_frames, load_scribbles, save_scribbles
@@ -375,9 +284,8 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     def final(path: Path) -> Path:
         return output / path.relative_to(staged)
 
-    name, data = DEMO_SEQUENCE, staged / DEMO_DATA
-    scribble_path = write_demo_video(data, name=name, seed=DEMO_SEED, num_objects=DEMO_OBJECTS,
-                                     num_frames=DEMO_FRAMES, height=DEMO_HEIGHT, width=DEMO_WIDTH)
+    name, data = demo.DEMO_SEQUENCE, staged / DEMO_DATA
+    scribble_path = demo.write_demo_video(data, name=name)
     davis = DavisFolder(data)
     frames, gt = davis.frames(name), davis.read_masks(name)
     num_objects = davis.num_objects(name)
@@ -394,11 +302,11 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     scribbles = load_scribbles(scribble_path, num_frames=len(frames), num_objects=num_objects, sequence=name)
     frame1 = annotated_frames(scribbles)[0]
     strokes1 = scribbles["scribbles"][frame1]
-    session.interact(frame1, strokes1)
+    info = session.interact(Scribble(frame1, strokes1))
     round1 = session.labels.copy()
     j1 = _mean_j(round1, gt, num_objects)
     print(f"round 1: the first scribble ({final(scribble_path)}) on frame {frame1}: J = {j1:.3f} "
-          f"({session.last_round_seconds:.1f} s)")
+          f"({info.seconds:.1f} s)")
     rounds = [("round 1", round1, frame1, strokes1)]
 
     robot = InteractiveRobot()
@@ -412,10 +320,10 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     if marked:
         frame2 = marked[0]
         j_there = robot.frame_scores(round1, gt, "J", num_objects)[frame2]
-        session.interact(frame2, correction["scribbles"][frame2])
+        info = session.interact(Scribble(frame2, correction["scribbles"][frame2]))
         j2 = _mean_j(session.labels, gt, num_objects)
         print(f"round 2: a robot's correction ({final(round2_path)}) on frame {frame2}, round 1's worst "
-              f"(J = {j_there:.3f} there): J = {j2:.3f} ({session.last_round_seconds:.1f} s)")
+              f"(J = {j_there:.3f} there): J = {j2:.3f} ({info.seconds:.1f} s)")
         rounds.append(("round 2", session.labels.copy(), frame2, correction["scribbles"][frame2]))
     else:
         print("round 2: round 1 is already right everywhere; the robot has nothing to correct")

@@ -111,7 +111,7 @@ def worker(kind: str, video: Path, frames: int, size: int | None, out: Path, cac
     frames_src = _Prefix(source, frames)
     if kind == "demo":
         from atnet_jax import cli
-        from atnet_jax.infer import DEFAULT_CHECKPOINT
+        from atnet_jax.demo import DEFAULT_CHECKPOINT
 
         variables, config = cli.load_checkpoint(DEFAULT_CHECKPOINT)
     else:

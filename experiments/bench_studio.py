@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
     args = parser.parse_args()
 
-    from atnet_jax.infer import write_demo_video
+    from atnet_jax.demo import write_demo_video
     from atnet_jax.io.davis import DavisFolder
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_studio_"))

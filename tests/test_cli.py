@@ -32,7 +32,7 @@ COMMANDS = [
     ("atnet_jax.evaluate", "evaluate_command", ["--input", "x", "--output", "y"]),
     ("atnet_jax.convert", "convert", ["--input", "x.npz", "--output", "y"]),
     ("atnet_jax.train", "train_command", ["--config", "x.py", "--workdir", "w", "--stage", "anet"]),
-    ("atnet_jax.data.synthetic", "_generate", ["--output", "x", "--videos", "1"]),
+    ("atnet_jax.data.synthetic.__main__", "_generate", ["--output", "x", "--videos", "1"]),
 ]
 
 

@@ -180,7 +180,7 @@ def test_network_size_is_read_from_the_weights(tiny_config):
 def test_an_exported_demo_checkpoint_converts_back(tmp_path, capsys):
     """The demo weights (experiments/configs/tiny.py's network) -> a PyTorch-named .npz state_dict ->
     convert without --model -> the same variables and network config."""
-    from atnet_jax.infer import DEFAULT_CHECKPOINT
+    from atnet_jax.demo import DEFAULT_CHECKPOINT
 
     variables, config = load_weights(DEFAULT_CHECKPOINT)
     npz = tmp_path / "demo_state_dict.npz"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atnet_jax import infer
+from atnet_jax import demo, infer
+from atnet_jax.io import export
 from atnet_jax.io.weights import save_weights
 
 T, H, W = 5, 60, 90
@@ -223,7 +224,7 @@ def test_demo_refuses_existing_results_and_missing_weights(tmp_path, weights, ca
     (out / "shapes").mkdir()
     assert infer.main(["--checkpoint", str(weights[0]), "--output", str(out)]) == 2
     assert "--overwrite" in _one_line_error(capsys)
-    monkeypatch.setattr(infer, "DEFAULT_CHECKPOINT", tmp_path / "absent")
+    monkeypatch.setattr(demo, "DEFAULT_CHECKPOINT", tmp_path / "absent")
     assert infer.main(["--output", str(tmp_path / "demo2")]) == 2
     assert "demo weights" in _one_line_error(capsys)
     assert not (tmp_path / "demo2").exists()
@@ -241,7 +242,7 @@ def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monke
     from atnet_jax.io.masks import read_mask
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(infer, "DEMO_FRAMES", 6)  # a shorter video, same code
+    monkeypatch.setattr(demo, "DEMO_FRAMES", 6)  # a shorter video, same code
     assert infer.main(["--checkpoint", str(weights[0])]) == 0
     log = capsys.readouterr().out
     out = tmp_path / "atnet_demo"
@@ -259,7 +260,7 @@ def test_demo_two_rounds_and_its_replay_command(tmp_path, weights, capsys, monke
     capsys.readouterr()
     # A shorter video without overlays replaces the whole earlier run (no stale masks, frames or overlays).
     (out / "mine.txt").write_text("not the demo's")
-    monkeypatch.setattr(infer, "DEMO_FRAMES", 4)
+    monkeypatch.setattr(demo, "DEMO_FRAMES", 4)
     assert infer.main(["--checkpoint", str(weights[0]), "--overwrite", "--overlay", "none"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["data", "mine.txt", "overview.jpg", "round2.json", "shapes"]
     assert len(list((out / "shapes").iterdir())) == 4
@@ -361,12 +362,10 @@ def test_overwrite_with_a_shorter_video_replaces_the_results_as_a_whole(tmp_path
 
 
 def test_a_failed_write_keeps_the_earlier_results_and_leaves_no_staging_folder(tmp_path, monkeypatch):
-    from atnet_jax.io import masks
-
     out = tmp_path / "out"
     frames = np.zeros((4, 8, 12, 3), np.uint8)
     old = np.ones((4, 8, 12), np.uint8)
-    written = infer.write_sequence_results(out, "seq", frames, old, overlay="images")
+    written = export.write_sequence_results(out, "seq", frames, old, overlay="images")
     assert written == [out / "seq", out / "seq_overlay"]
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     calls = []
@@ -377,14 +376,14 @@ def test_a_failed_write_keeps_the_earlier_results_and_leaves_no_staging_folder(t
             raise OSError("disk full")
         return real(path, labels, **kwargs)
 
-    real = masks.write_mask
-    monkeypatch.setattr(masks, "write_mask", failing)
+    real = export.write_mask
+    monkeypatch.setattr(export, "write_mask", failing)
     with pytest.raises(OSError, match="disk full"):
-        infer.write_sequence_results(out, "seq", frames[:2], old[:2] * 0, overlay="video", overwrite=True)
+        export.write_sequence_results(out, "seq", frames[:2], old[:2] * 0, overlay="video", overwrite=True)
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
     assert _hidden(out) == []
     with pytest.raises(FileExistsError, match="--overwrite"):
-        infer.write_sequence_results(out, "seq", frames, old)
+        export.write_sequence_results(out, "seq", frames, old)
 
 
 def test_outputs_are_checked_before_any_work(tmp_path, davis_root, weights, capsys, monkeypatch):
@@ -439,16 +438,16 @@ def test_objects_without_a_positive_stroke_are_an_error_unless_objects_says_so(t
 
 
 def test_count_objects_rule():
-    def rounds(*ids):
-        return [{"scribbles": [[{"object_id": k, "path": [[0.5, 0.5]]}] for k in ids]}]
+    def count(ids, objects):
+        return infer._report_objects(set(ids) - {0}, objects, "scribble", "x")
 
-    assert infer.count_objects(rounds(1, 2), None, "x") == 2
-    assert infer.count_objects(rounds(2, 1, 0), None, "x") == 2
-    assert infer.count_objects(rounds(1), 3, "x") == 3  # warns
+    assert count({1, 2}, None) == 2
+    assert count({2, 1, 0}, None) == 2
+    assert count({1}, 3) == 3  # warns
     with pytest.raises(ValueError, match=r"object\(s\) 2 get no stroke"):
-        infer.count_objects(rounds(1, 3), None, "x")
+        count({1, 3}, None)
     with pytest.raises(ValueError, match="no object"):
-        infer.count_objects(rounds(0), None, "x")
+        count({0}, None)
 
 
 def test_results_get_the_usual_modes_under_the_umask(tmp_path):
@@ -459,9 +458,9 @@ def test_results_get_the_usual_modes_under_the_umask(tmp_path):
     labels = np.ones((2, 8, 16), np.uint8)
     old = os.umask(0o022)
     try:
-        infer.write_sequence_results(tmp_path / "a", "seq", frames, labels, overlay="video")
+        export.write_sequence_results(tmp_path / "a", "seq", frames, labels, overlay="video")
         os.umask(0o027)
-        infer.write_sequence_results(tmp_path / "b", "seq", frames, labels, overlay="images")
+        export.write_sequence_results(tmp_path / "b", "seq", frames, labels, overlay="images")
     finally:
         os.umask(old)
     modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
@@ -469,3 +468,40 @@ def test_results_get_the_usual_modes_under_the_umask(tmp_path):
                      "a/seq_overlay.mp4": 0o644,
                      "b": 0o750, "b/seq": 0o750, "b/seq/00000.png": 0o640, "b/seq/00001.png": 0o640,
                      "b/seq_overlay": 0o750, "b/seq_overlay/00000.jpg": 0o640, "b/seq_overlay/00001.jpg": 0o640}
+
+
+def test_click_files_run_rounds_and_equal_the_same_clicks_as_one_point_scribbles(tmp_path, davis_root, weights,
+                                                                                  capsys):
+    """--clicks: each clicked frame is a round; a click is a one-point stroke, so the masks equal those of the
+    same points given as a scribble file."""
+    clicks = {"clicks": [{"frame": 1, "x": 0.3, "y": 0.45, "object_id": 1},
+                         {"frame": 1, "x": 0.6, "y": 0.65, "object_id": 2},
+                         {"frame": 3, "x": 0.1, "y": 0.1, "object_id": 0},
+                         {"frame": 1, "x": 0.35, "y": 0.5, "object_id": 1}]}
+    (tmp_path / "clicks.json").write_text(json.dumps(clicks))
+    strokes = [[] for _ in range(T)]
+    for c in clicks["clicks"]:
+        strokes[c["frame"]].append({"path": [[c["x"], c["y"]]], "object_id": c["object_id"],
+                                    "start_time": 0.0, "end_time": 0.0})
+    (tmp_path / "dots.json").write_text(json.dumps({"scribbles": strokes}))
+    base = ["--checkpoint", str(weights[0]), "--input", str(davis_root), "--sequence", "toy", "--overlay", "none"]
+    assert infer.main([*base, "--clicks", str(tmp_path / "clicks.json"), "--output", str(tmp_path / "a")]) == 0
+    log = capsys.readouterr().out
+    assert "1 click file(s)" in log and "round 1: clicks.json, frame 1" in log
+    assert "round 2: clicks.json, frame 3" in log
+    assert infer.main([*base, "--scribbles", str(tmp_path / "dots.json"), "--output", str(tmp_path / "b")]) == 0
+    for t in range(T):
+        a = np.asarray(Image.open(tmp_path / "a" / "toy" / f"{t:05d}.png"))
+        np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / "b" / "toy" / f"{t:05d}.png")))
+    capsys.readouterr()
+    # A bad click names the file, the click and the field; clicks and scribbles together are a usage error.
+    clicks["clicks"][2]["x"] = 1.5
+    (tmp_path / "bad.json").write_text(json.dumps(clicks))
+    assert infer.main([*base, "--clicks", str(tmp_path / "bad.json"), "--output", str(tmp_path / "c")]) == 1
+    err = _one_line_error(capsys)
+    assert "bad.json: click 2: x must be a fraction of the frame in [0, 1], got 1.5" in err, err
+    with pytest.raises(SystemExit) as stop:
+        infer.main([*base, "--clicks", str(tmp_path / "clicks.json"), "--scribbles", str(tmp_path / "dots.json"),
+                    "--output", str(tmp_path / "d")])
+    assert stop.value.code == 2
+    capsys.readouterr()

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atnet_jax.infer import DEFAULT_CHECKPOINT, DEMO_SEQUENCE
+from atnet_jax.demo import DEFAULT_CHECKPOINT, DEMO_SEQUENCE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -220,3 +220,19 @@ def test_davis_and_synthetic_commands(workdir):
             assert len(DavisFolder(output).sequences()) == int(flags["--videos"])
         ran.add(kind)
     assert ran == {"infer", "evaluate", "synthetic"}, ran
+
+
+def test_the_session_api_example_runs(tmp_path, monkeypatch, capsys):
+    """The python block of README's "The session API" section, run as written in a fresh folder."""
+    text = README.read_text()
+    section = text[text.index("## The session API"):]
+    block = section[section.index("```python") + len("```python"): section.index("```", section.index("```python") + 9)]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md (The session API)", "exec"), namespace)  # noqa: S102 (the README's own code)
+    out = capsys.readouterr().out
+    assert re.search(r"frame \d+: objects \{", out), out
+    assert re.search(r"frame \d+ \(propagated\): 12 of 12", out), out
+    assert "round 2 updated frames (8," in out, out
+    labels = namespace["labels"]
+    assert labels.shape == (240, 432) and not labels.flags.writeable

@@ -17,7 +17,8 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 from atnet_jax.io.export import rle_decode, rle_encode  # noqa: E402
-from atnet_jax.studio.workspace import Workspace, binary_entropy  # noqa: E402
+from atnet_jax.studio.controller import Controller, binary_entropy  # noqa: E402
+from atnet_jax.studio.history import VideoRecord  # noqa: E402
 
 NAME = "shapes"
 
@@ -26,7 +27,7 @@ NAME = "shapes"
 def demo(tmp_path_factory):
     """The demo video (DAVIS folder), its ground truth, first scribble and the demo weights."""
     from atnet_jax import cli
-    from atnet_jax.infer import DEFAULT_CHECKPOINT, write_demo_video
+    from atnet_jax.demo import DEFAULT_CHECKPOINT, write_demo_video
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.io.scribbles import annotated_frames, load_scribbles
 
@@ -41,14 +42,14 @@ def demo(tmp_path_factory):
             "checkpoint": str(DEFAULT_CHECKPOINT)}
 
 
-def make_workspace(demo, root, num_objects=2) -> Workspace:
+def make_workspace(demo, root, num_objects=2) -> Controller:
     from atnet_jax.inference.session import Session
     from atnet_jax.models.predictor import ATNetPredictor
 
     session = Session(demo["frames"], ATNetPredictor(demo["variables"], demo["config"]), num_objects)
     session.warmup()
-    return Workspace(root, session, name=NAME, video={"args": ["--input", str(demo["root"]), "--sequence", NAME]},
-                     checkpoint=demo["checkpoint"], demo_weights=True)
+    return Controller(root, session, name=NAME, video=VideoRecord(str(demo["root"]), NAME),
+                      checkpoint=demo["checkpoint"], demo_weights=True)
 
 
 @pytest.fixture
@@ -302,6 +303,28 @@ def test_rle_against_hand_computed_runs():
     assert binary_entropy(np.array([0.0, 1.0])) < 1e-5
 
 
+def test_a_round_of_clicks_through_the_api(studio, demo):
+    """Clicks are an interaction of their own in the API; they are recorded (and exported) as one-point strokes,
+    and give the masks the session API gives for the same clicks."""
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.kinds import Click, Clicks
+    from atnet_jax.models.predictor import ATNetPredictor
+
+    client, ws, _ = studio
+    response = client.post("/api/rounds", json={"frame": 5, "clicks": [{"x": 0.3, "y": 0.4, "object_id": 1},
+                                                                       {"x": 0.7, "y": 0.6, "object_id": 2}]})
+    assert response.status_code == 202, response.text
+    events = read_events(client, response.json()["since"])
+    assert events[-1]["status"] == "done", events[-1]
+    dots = [click(1, 0.3, 0.4), click(2, 0.7, 0.6)]
+    assert client.get("/api/state").json()["strokes"] == {"5": dots}
+    assert json.loads((ws.root / "scribbles" / "001.json").read_text())["scribbles"][5] == dots
+    session = Session(demo["frames"], ATNetPredictor(demo["variables"], demo["config"]), 2)
+    session.interact(Clicks(5, [Click(0.3, 0.4, 1), Click(0.7, 0.6, 2)]))
+    np.testing.assert_array_equal(served(client, 12), np.asarray(session.labels))
+    session.close()
+
+
 # ------------------------------------------------------------------------------------------ bad requests
 
 
@@ -310,6 +333,7 @@ def _big_points(n):
 
 
 GOOD = {"path": [[0.5, 0.5]], "object_id": 1}
+CLICK = {"x": 0.5, "y": 0.5, "object_id": 1}
 BAD_REQUESTS = [
     # (method, path, body (dict -> JSON, str -> raw), headers, status, message fragment)
     ("POST", "/api/rounds", {"frame": 12, "strokes": [GOOD]}, None, 404, "frame 12 is outside the video (0..11)"),
@@ -330,7 +354,18 @@ BAD_REQUESTS = [
      "too many points: 20001"),
     ("POST", "/api/rounds", {"frame": 0, "strokes": [GOOD] * 501}, None, 400, "too many strokes: 501"),
     ("POST", "/api/rounds", {"frame": 0, "strokes": []}, None, 400, "'strokes' must be a non-empty list"),
-    ("POST", "/api/rounds", {"frame": 0}, None, 400, "a round needs 'frame' and 'strokes'"),
+    ("POST", "/api/rounds", {"frame": 0}, None, 400, "a round needs 'frame' and either 'strokes' or 'clicks'"),
+    ("POST", "/api/rounds", {"frame": 0, "strokes": [GOOD], "clicks": [CLICK]}, None, 400,
+     "either 'strokes' or 'clicks'"),
+    ("POST", "/api/rounds", {"frame": 0, "clicks": []}, None, 400, "'clicks' must be a non-empty list"),
+    ("POST", "/api/rounds", {"frame": 0, "clicks": [{**CLICK, "x": 1.5}]}, None, 400,
+     "click 0: click x must be a number in [0, 1]"),
+    ("POST", "/api/rounds", {"frame": 0, "clicks": [{**CLICK, "object_id": 3}]}, None, 400,
+     "click 0: object_id 3 does not exist (objects 1..2, 0 = background)"),
+    ("POST", "/api/rounds", {"frame": 0, "clicks": [{**CLICK, "object_id": 1.0}]}, None, 400,
+     "click 0: object_id must be an integer"),
+    ("POST", "/api/rounds", {"frame": 0, "clicks": [{"x": 0.5, "y": 0.5}]}, None, 400,
+     "click 0: expected an object with exactly 'x', 'y' and 'object_id'"),
     ("POST", "/api/rounds", {"frame": 0, "strokes": [GOOD], "path": "/etc"}, None, 400, "unknown field(s) 'path'"),
     ("POST", "/api/rounds", [1, 2], None, 400, "expected a JSON object"),
     ("POST", "/api/rounds", '{"frame": 0, "strokes": [', None, 400, "malformed JSON"),
@@ -465,8 +500,8 @@ def test_a_processing_size_below_the_video_size_serves_masks_at_the_video_size_a
     predictor = ATNetPredictor(demo["variables"], demo["config"])
     session = Session(demo["frames"], predictor, 2, size=160)  # 240x432 -> 160x288
     assert session.processing_shape == (160, 288)
-    ws = Workspace(tmp_path / "ws", session, name=NAME, checkpoint=demo["checkpoint"], demo_weights=True,
-                   video={"args": ["--input", str(demo["root"]), "--sequence", NAME], "size": 160})
+    ws = Controller(tmp_path / "ws", session, name=NAME, checkpoint=demo["checkpoint"], demo_weights=True,
+                    video=VideoRecord(str(demo["root"]), NAME, size=160))
     with TestClient(create_app(ws)) as client:
         run_round(client, demo["frame"], demo["strokes"])
         first = served(client, 12)

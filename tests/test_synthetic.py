@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atnet_jax.data.synthetic import generate_video, main, write_dataset
+from atnet_jax.data.synthetic import generate_video, write_dataset
+from atnet_jax.data.synthetic.__main__ import main
 from atnet_jax.io.davis import DavisFolder
 from atnet_jax.io.scribbles import load_scribbles
 

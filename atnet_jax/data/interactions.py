@@ -18,6 +18,7 @@ import math
 import cv2
 import numpy as np
 
+from atnet_jax.interaction.kinds import ROUND1_PREVIOUS_MASK
 from atnet_jax.interaction.robot import InteractiveRobot
 from atnet_jax.interaction.scribbles import interaction_maps, rasterize_strokes
 
@@ -31,10 +32,6 @@ __all__ = [
     "scribbles_from_error",
     "tnet_mini_sequence",
 ]
-
-ROUND1_PREVIOUS_MASK = 0.5
-"""A-Net's previous-mask channel in round 1 (as ``atnet_jax.inference.session``, which imports JAX)."""
-
 
 def _check_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     mask = np.asarray(mask)

@@ -35,7 +35,7 @@ from atnet_jax.evaluation.metrics import summary
 from atnet_jax.inference.session import Session
 from atnet_jax.interaction.metrics import per_object_scores
 from atnet_jax.interaction.robot import InteractiveRobot
-from atnet_jax.io.safe import atomic_write
+from atnet_jax.io.safe import atomic_write, write_json
 
 REPORT_COLUMNS = ("sequence", "scribble_idx", "interaction", "object_id", "frame", "jaccard", "contour",
                   "j_and_f", "timing")
@@ -148,15 +148,6 @@ class SamplesFailed(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------- files
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` beside ``path``, then move it into place, with the usual mode under the umask."""
-    atomic_write(path, write, overwrite=True)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def _read_json(path: Path) -> Any:
@@ -344,7 +335,7 @@ def evaluate(
     output.mkdir(parents=True, exist_ok=True)
     if overwrite or not resume:
         _clear_results(output)  # nothing of value there (check_output), or replacing it was asked for
-    _write_json(output / SETTINGS_FILE, saved)
+    write_json(output / SETTINGS_FILE, saved)
 
     mine = shard_samples(all_samples, shard)
     todo = [key for key in mine if _load_sample(output, key) is None]
@@ -373,7 +364,7 @@ def evaluate(
                 failed[key] = _one_line(err)
                 tqdm.write(f"sample {key} failed: {failed[key]}")
                 continue
-            _write_json(_sample_path(output, key), record)
+            write_json(_sample_path(output, key), record)
     except KeyboardInterrupt:
         done = sum(_load_sample(output, k) is not None for k in mine)
         print(f"interrupted: {done} of {len(mine)} sample(s) finished and kept in {output / SAMPLES_DIR} "
@@ -383,7 +374,7 @@ def evaluate(
         bar.close()
 
     if failed:
-        _write_json(output / FAILED_FILE, failed)
+        write_json(output / FAILED_FILE, failed)
     else:
         (output / FAILED_FILE).unlink(missing_ok=True)
     records = [r for r in (_load_sample(output, k) for k in mine) if r is not None]
@@ -455,11 +446,11 @@ def write_outputs(records: Sequence[dict[str, Any]], config: ProtocolConfig, out
         writer.writerows(report_rows(records))
         tmp.write_text(buffer.getvalue())
 
-    _atomic_write(output / "report.csv", write_csv)
+    atomic_write(output / "report.csv", write_csv, overwrite=True)
     entries = summary_records(records)
     result = summary(entries, config.metric, max_time=config.time_per_object * config.max_rounds,
                      max_interactions=config.max_rounds, time_threshold=config.time_threshold)
-    _write_json(output / "summary.json", result)
+    write_json(output / "summary.json", result)
     plot_curve(entries, result, config, output / "curve.png")
     return result
 
@@ -521,9 +512,9 @@ def merge(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) 
     check_output(output, merged, resume=False, overwrite=overwrite)
     output.mkdir(parents=True, exist_ok=True)
     _clear_results(output)
-    _write_json(output / SETTINGS_FILE, merged)
+    write_json(output / SETTINGS_FILE, merged)
     for key in all_samples:
-        _write_json(_sample_path(output, key), records[key])
+        write_json(_sample_path(output, key), records[key])
     return write_outputs([records[k] for k in all_samples], ProtocolConfig(**base["protocol"]), output)
 
 
@@ -573,5 +564,5 @@ def plot_curve(records: list[dict[str, Any]], result: dict[str, Any], config: Pr
     right.plot(rounds, [np.mean(by_round[i]) for i in rounds], marker="o")
     right.set(xlabel="round", ylabel=config.metric, title="mean per round (samples still running)", ylim=(0, 1))
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), overwrite=True)
     plt.close(fig)

@@ -56,6 +56,7 @@ from atnet_jax.inference.reader import FrameReader, Frames
 from atnet_jax.inference.store import FrameStore, ReadOnlyFrames
 from atnet_jax.inference.undo import UndoLog
 from atnet_jax.interaction.kinds import ROUND1_PREVIOUS_MASK, Interaction, Scribble
+from atnet_jax.interaction.scribbles import interaction_maps
 from atnet_jax.models.predictor import Predictor
 from atnet_jax.models.preprocess import (
     DEFAULT_PROCESSING_SIZE,
@@ -647,8 +648,6 @@ class Session:
         object absent (previous mask 0, no strokes of its own), so that its global transfer averages over every
         annotated frame as the others' does.
         """
-        from atnet_jax.interaction.scribbles import interaction_maps
-
         self._check_idle("add an object")
         k = self.num_objects + 1
         indicators = []

@@ -1,17 +1,125 @@
-"""The studio's exports: masks as DAVIS palette PNGs, an overlay video, COCO-style RLE, the rounds' scribble files
-and the ``infer`` command that replays them."""
+"""Results as files: a sequence's masks (DAVIS palette PNGs) with an overlay video or images, written as a whole;
+and the studio's export (those, COCO-style RLE, the rounds' scribble files and the ``infer`` command that replays
+them). ``infer`` and the studio both write through here."""
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atnet_jax.io.masks import write_mask
+from atnet_jax.errors import ConflictError
+from atnet_jax.io.frames import write_frame
+from atnet_jax.io.masks import DAVIS_PALETTE, write_mask
+from atnet_jax.io.safe import check_writable_folder, replace_entries, staging_dir
+from atnet_jax.io.visualize import overlay as draw_overlay
 from atnet_jax.io.visualize import write_overlay_video
+
+OVERLAYS = ("video", "images", "none")
+
+
+def result_names(name: str) -> list[str]:
+    """The entries of a results folder that hold sequence ``name``'s results (whichever overlay was asked
+    for): the masks folder, the overlay video and the overlay images folder."""
+    return [name, f"{name}_overlay.mp4", f"{name}_overlay"]
+
+
+def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str = "--output") -> None:
+    """Before any work: ``output`` must be a folder that can be written (or created), and without
+    ``overwrite`` it must hold no results of ``name`` yet. UsageError / FileExistsError naming the flag."""
+    check_writable_folder(output, flag)
+    existing = [output / n for n in result_names(name) if (output / n).exists() or (output / n).is_symlink()]
+    if existing and not overwrite:
+        raise ConflictError(f"{flag} {output} already holds results of {name} ({existing[0]}); pass "
+                              "--overwrite to replace them")
+
+
+def check_overlay_writer(overlay: str) -> None:
+    """RuntimeError now, not after the run, where OpenCV cannot encode the overlay video (no mp4v)."""
+    if overlay != "video":
+        return
+    import cv2
+
+    with tempfile.TemporaryDirectory(prefix="atnet_jax_mp4v_") as tmp:
+        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
+        ok = writer.isOpened()
+        writer.release()
+    if not ok:
+        raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
+
+
+def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video", *,
+                         palette: np.ndarray = DAVIS_PALETTE, hint: str = "; use --overlay images") -> list[Path]:
+    """Write a sequence's results into ``folder`` (a fresh staging folder: nothing is replaced):
+    ``name/%05d.png`` palette masks and, by ``overlay``, ``name_overlay.mp4`` or ``name_overlay/%05d.jpg``.
+
+    Args:
+      frames: ``len`` and ``frames[t] -> [H, W, 3] uint8`` RGB (a FrameSource or an array).
+      labels: ``[T, H, W]`` uint8 object ids (0 = background).
+      overlay: one of :data:`OVERLAYS`.
+      palette: the overlay's colours (the masks always carry the DAVIS palette).
+      hint: how the error ends where OpenCV cannot write the overlay video.
+    Returns what was written, masks folder first.
+    """
+    from tqdm import tqdm
+
+    if overlay not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {OVERLAYS}, got {overlay!r}")
+    if len(frames) != len(labels):
+        raise ValueError(f"{len(frames)} frames but {len(labels)} label maps for {name}")
+    masks_dir = folder / name
+    masks_dir.mkdir(parents=True)
+    for t in tqdm(range(len(labels)), desc="writing masks", unit="frame", leave=False):
+        write_mask(masks_dir / f"{t:05d}.png", labels[t])
+    written = [masks_dir]
+    if overlay == "video":
+        written.append(folder / f"{name}_overlay.mp4")
+        write_overlay_video(written[-1], frames, labels, palette, hint=hint)
+    elif overlay == "images":
+        written.append(folder / f"{name}_overlay")
+        written[-1].mkdir()
+        for t in range(len(labels)):
+            write_frame(written[-1] / f"{t:05d}.jpg", draw_overlay(frames[t], labels[t], palette))
+    return written
+
+
+def write_sequence_results(output: Path, name: str, frames, labels, *, overlay: str = "video",
+                           overwrite: bool = False) -> list[Path]:
+    """Write sequence ``name``'s results to ``output`` as a whole and return their paths (masks folder first).
+
+    Everything is written into a staging folder beside the results, then swapped in: the earlier results of
+    ``name`` (masks, either overlay) all go, so a run never leaves files of another run beside its own, and
+    an interrupted or failed write leaves the earlier results as they were. Without ``overwrite`` existing
+    results of ``name`` raise FileExistsError. ``frames``, ``labels``, ``overlay``: as
+    :func:`write_sequence_files`.
+    """
+    output = Path(output)
+    check_results_output(output, name, overwrite=overwrite)
+    created = not output.exists()
+    staged = staging_dir(output / name)
+    try:
+        write_sequence_files(staged, name, frames, labels, overlay)
+    except BaseException:
+        discard(staged, output if created else None)
+        raise
+    return replace_entries(staged, output, result_names(name))
+
+
+def discard(staged: Path, created: Path | None) -> None:
+    """Remove a staging folder, and the output folder made for it (``created``) if it is still empty."""
+    shutil.rmtree(staged, ignore_errors=True)
+    if created is not None:
+        try:
+            created.rmdir()
+        except OSError:  # not empty: something else was written there meanwhile
+            pass
+
+
+
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -42,16 +150,15 @@ def write_export(folder: Path, *, name: str, frames: Any, labels: Any, object_na
     video's size), ``<name>_rle.json`` (per frame and object, :func:`rle_encode`), ``<name>_overlay.mp4`` (the
     masks over ``frames`` in ``palette``'s colours), ``scribbles/`` (copies of ``scribble_files``) and
     ``replay.json`` (``replay``). Returns what was written, relative to ``folder``."""
+    write_sequence_files(folder, name, frames, labels, "video", palette=palette, hint="")
     first = labels[0]
     rle: dict[str, Any] = {"name": name, "height": int(first.shape[0]), "width": int(first.shape[1]),
                            "objects": [{"id": i + 1, "name": n} for i, n in enumerate(object_names)], "frames": []}
     for t in range(len(labels)):
         frame_labels = labels[t]
-        write_mask(folder / name / f"{t:05d}.png", frame_labels)
         rle["frames"].append({"frame": t, "objects": {str(k + 1): rle_encode(frame_labels == k + 1)
                                                       for k in range(len(object_names))}})
     (folder / f"{name}_rle.json").write_text(json.dumps(rle))
-    write_overlay_video(folder / f"{name}_overlay.mp4", frames, labels, palette)
     scribbles = folder / "scribbles"
     scribbles.mkdir()
     for path in scribble_files:

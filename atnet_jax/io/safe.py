@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from atnet_jax.errors import UsageError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where the system allows (``/proc/self/status``), so that
@@ -128,7 +130,30 @@ def replace_dir(staged: str | os.PathLike, target: str | os.PathLike) -> Path:
     return target
 
 
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8, line ends as given), atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""),
+                        overwrite=overwrite)
+
+
 def write_json(path: str | os.PathLike, data: Any, *, overwrite: bool = True, indent: int | None = 2) -> Path:
     """Write ``data`` as JSON (UTF-8, a final newline), atomically."""
-    text = json.dumps(data, indent=indent) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=overwrite)
+    return write_text(path, json.dumps(data, indent=indent) + "\n", overwrite=overwrite)
+
+
+def check_writable_folder(path: Path, flag: str) -> Path:
+    """``path`` if results can be written there: a writable folder, or a path that can be created as one
+    (its nearest existing ancestor is a writable folder). Else a :class:`UsageError` naming the flag.
+
+    Run it on every output path before any work, so that a long run never ends in an errno message.
+    """
+    probe = path
+    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise UsageError(f"{flag} {path} {where}, expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
+        raise UsageError(f"{flag} {path} {where}")
+    return path

@@ -9,12 +9,14 @@ Folders are written next to the target and renamed into place, so a crash never 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from atnet_jax.errors import WeightsError
@@ -113,3 +115,26 @@ def load_predictor(directory: str | Path) -> ATNetPredictor:
     """The networks of a weights folder, ready for a session (:class:`~atnet_jax.models.predictor.ATNetPredictor`)."""
     variables, config = load_weights(directory)
     return ATNetPredictor(variables, config)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """SHA-256 over the names and contents of every file of a weights folder: what a run read, without loading it
+    (an evaluation's shards compare their weights by it)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_fingerprint(tree: Any) -> str:
+    """A SHA-256 of a pytree of arrays: paths, dtypes, shapes and bytes. Equal networks give equal fingerprints
+    whatever files they were read from (training checks its frozen A-Net by it)."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda x: jax.tree_util.keystr(x[0])):
+        array = np.asarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

@@ -1,3 +1,4 @@
-"""The annotation studio: ``python -m atnet_jax.studio`` serves a web page over an interactive session
-(:mod:`~atnet_jax.studio.app` the API, :mod:`~atnet_jax.studio.workspace` the state on disk,
-:mod:`~atnet_jax.io.export` the exports, ``static/`` the page)."""
+"""The annotation studio: ``python -m atnet_jax.studio`` serves a web page over an interactive session, in three
+parts: :mod:`~atnet_jax.studio.app` (HTTP: routes, request parsing, errors to statuses),
+:mod:`~atnet_jax.studio.controller` (rounds, locks, events over the session API) and
+:mod:`~atnet_jax.studio.history` (the steps on disk); ``static/`` holds the page."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import secrets
 import socket
@@ -22,8 +21,6 @@ from atnet_jax import cli
 DEFAULT_WORKSPACE = Path("atnet_studio")
 DEFAULT_PORT = 8765
 VIDEO_FOLDER = "video"  # the generated demo video, inside the workspace
-OFFICIAL_CHECKPOINT = "https://drive.google.com/file/d/1t1VO2zy3pLBXCWqme9h63Def86Y4ECIH/view?usp=sharing"
-CONVERT_COMMAND = "python -m atnet_jax.convert --input ATNet-checkpoint.pth --output weights/atnet"
 
 EXAMPLES = f"""examples:
   # the demo: a generated video and the demo weights, workspace in {DEFAULT_WORKSPACE}/shapes
@@ -79,16 +76,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _recorded(workspace: Path) -> dict | None:
-    meta = workspace / "studio.json"
-    if not meta.is_file():
-        return None
-    try:
-        return json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{meta}: cannot read the workspace ({err})") from err
-
-
 def processing_size(value: str) -> int | None:
     """``--size`` -> pixels, or None for the video's own size; a usage error naming the flag otherwise."""
     from atnet_jax.models.preprocess import parse_processing_size
@@ -118,19 +105,25 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def open_workspace(args: argparse.Namespace):
-    """Resolve the video, weights and workspace from the flags (and a workspace's record) -> a Workspace."""
-    from atnet_jax.infer import DEFAULT_CHECKPOINT, DEMO_OBJECTS, DEMO_SEQUENCE, write_demo_video
+    """Resolve the video, weights and workspace from the flags (and a workspace's record) -> a Controller."""
+    from atnet_jax.demo import (
+        CONVERT_COMMAND,
+        DEFAULT_CHECKPOINT,
+        DEMO_OBJECTS,
+        DEMO_SEQUENCE,
+        OFFICIAL_CHECKPOINT,
+        write_demo_video,
+    )
     from atnet_jax.inference.session import Session
     from atnet_jax.io.davis import DavisFolder, open_frames
     from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
-    from atnet_jax.studio.workspace import Workspace
+    from atnet_jax.studio.controller import Controller
+    from atnet_jax.studio.history import VideoRecord, read_meta
 
-    record = _recorded(args.workspace) if args.workspace is not None else None
+    record = read_meta(args.workspace) if args.workspace is not None and args.workspace.is_dir() else None
     if args.input is None and record is not None:
-        video_args = record["video"]["args"]
-        source = Path(video_args[1])
-        sequence = video_args[3] if len(video_args) > 3 else None
-        name, demo_video = record["name"], record["video"].get("demo", False)
+        source, sequence = Path(record.video.input), record.video.sequence
+        name, demo_video = record.name, record.video.demo
     elif args.input is None:
         name, demo_video, sequence = DEMO_SEQUENCE, True, DEMO_SEQUENCE
         source = None
@@ -140,18 +133,18 @@ def open_workspace(args: argparse.Namespace):
     workspace = args.workspace or DEFAULT_WORKSPACE / name
     if workspace.exists() and not workspace.is_dir():
         raise NotADirectoryError(f"--workspace {workspace} is a file, expected a folder")
-    record = _recorded(workspace)
+    record = read_meta(workspace) if workspace.is_dir() else None
     if source is None:
         source = (workspace / VIDEO_FOLDER).resolve()
         if not (source / "JPEGImages").is_dir():
             write_demo_video(source, name=name)
             print(f"wrote a generated demo video to {source} (DAVIS layout, with ground truth)")
-    if record is not None and record["video"]["args"][1] != str(source):
-        raise cli.UsageError(f"--workspace {workspace} holds the rounds of {record['video']['args'][1]}, not "
+    if record is not None and record.video.input != str(source):
+        raise cli.UsageError(f"--workspace {workspace} holds the rounds of {record.video.input}, not "
                              f"{source}: pass another --workspace")
-    checkpoint = args.checkpoint or (Path(record["checkpoint"]) if record else DEFAULT_CHECKPOINT)
-    if record is not None and args.checkpoint is not None and str(args.checkpoint.resolve()) != record["checkpoint"]:
-        raise cli.UsageError(f"--workspace {workspace} was made with the weights {record['checkpoint']}; resuming "
+    checkpoint = args.checkpoint or (Path(record.checkpoint) if record else DEFAULT_CHECKPOINT)
+    if record is not None and args.checkpoint is not None and str(args.checkpoint.resolve()) != record.checkpoint:
+        raise cli.UsageError(f"--workspace {workspace} was made with the weights {record.checkpoint}; resuming "
                              f"it with {args.checkpoint} would mix two models: pass another --workspace")
     checkpoint = checkpoint.resolve()
     demo_weights = checkpoint == DEFAULT_CHECKPOINT.resolve()
@@ -159,7 +152,7 @@ def open_workspace(args: argparse.Namespace):
     frames = open_frames(source, sequence)
     first = frames[0]
     if record is not None:
-        num_objects = len(record["objects"])
+        num_objects = len(record.objects)
         if args.objects is not None and args.objects != num_objects:
             print(f"note: --objects {args.objects} ignored: the workspace has {num_objects} objects")
     elif args.objects is not None:
@@ -174,7 +167,7 @@ def open_workspace(args: argparse.Namespace):
     if demo_weights:
         print("note: these are the DEMO weights, trained on synthetic videos only; for real videos get the official "
               f"checkpoint ({OFFICIAL_CHECKPOINT}) and convert it: {CONVERT_COMMAND}")
-    size = DEFAULT_PROCESSING_SIZE if record is None else record["video"].get("size", DEFAULT_PROCESSING_SIZE)
+    size = DEFAULT_PROCESSING_SIZE if record is None else record.video.size
     if args.size is not None:
         if record is not None and processing_size(args.size) != size:
             raise cli.UsageError(f"--workspace {workspace} was made at --size {size or 'full'}; its rounds cannot "
@@ -183,9 +176,9 @@ def open_workspace(args: argparse.Namespace):
     session = Session(frames, predictor, num_objects, size=size)
     print("compiling A-Net and T-Net for this frame size ...", flush=True)
     session.warmup()
-    video_args = ["--input", str(source)] + (["--sequence", sequence] if sequence else [])
-    ws = Workspace(workspace, session, name=name, video={"args": video_args, "demo": demo_video, "size": size},
-                   checkpoint=str(checkpoint), demo_weights=demo_weights)
+    video = VideoRecord(str(source), sequence, demo_video, size)
+    ws = Controller(workspace, session, name=name, video=video, checkpoint=str(checkpoint),
+                    demo_weights=demo_weights)
     rounds = ws.summary()["rounds"]
     print(f"workspace {workspace}: " + (f"resumed, {rounds} round(s), {len(ws.steps)} step(s)" if ws.steps
                                         else "new"))

@@ -1,5 +1,6 @@
-"""The studio's HTTP API and page: the routes table, request checks (size, JSON, token, host) and the one
-model thread. No model code here: every change of state goes through :class:`~atnet_jax.studio.workspace.Workspace`.
+"""The studio's HTTP API and page: the routes table, request checks (size, JSON, token, host), the mapping of the
+project's errors to statuses, and the one model thread. No model code here: every change of state goes through
+:class:`~atnet_jax.studio.controller.Controller`.
 
 API (all JSON unless noted; errors are ``{"error": "<one line>"}`` with a 4xx status):
 
@@ -7,7 +8,8 @@ API (all JSON unless noted; errors are ``{"error": "<one line>"}`` with a 4xx st
 GET      /api/state                 the video, objects, steps, annotated frames, strokes, mask versions
 GET      /api/frames/{t}            frame t as JPEG
 GET      /api/masks/{t}             frame t's labels as a palette PNG (index k = object k, 0 transparent)
-POST     /api/rounds                ``{"frame": t, "strokes": [...]}`` (DAVIS strokes) -> 202, runs the round
+POST     /api/rounds                ``{"frame": t, "strokes": [...]}`` (DAVIS strokes) or ``{"frame": t,
+                                    "clicks": [{"x", "y", "object_id"}]}`` -> 202, runs the round
 POST     /api/cancel                cancel the running round (the previous result comes back exactly)
 POST     /api/undo                  undo the last step (a round or an object edit)
 POST     /api/objects               add an object (empty on every frame)
@@ -41,7 +43,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from atnet_jax.studio.workspace import StudioError, Workspace
+from atnet_jax.errors import AtnetError, UsageError, one_line
+from atnet_jax.studio.controller import Controller
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
@@ -51,34 +54,43 @@ POLL_S = 0.5  # how often an idle event stream checks whether the server is stop
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+class HttpError(Exception):
+    """A refusal that only HTTP knows (a body too large, the server shutting down): ``status`` and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
 async def read_json(request: Request, *, required: bool = True) -> Any:
-    """The request's JSON body, at most :data:`MAX_BODY` bytes; a :class:`StudioError` otherwise."""
+    """The request's JSON body, at most :data:`MAX_BODY` bytes; an :class:`HttpError` (413) or a
+    :class:`UsageError` (400) otherwise."""
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-        raise StudioError(413, f"request body too large (at most {MAX_BODY} bytes)")
+        raise HttpError(413, f"request body too large (at most {MAX_BODY} bytes)")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise StudioError(413, f"request body too large (at most {MAX_BODY} bytes)")
+            raise HttpError(413, f"request body too large (at most {MAX_BODY} bytes)")
     if not body:
         if required:
-            raise StudioError(400, "malformed JSON: the request body is empty")
+            raise UsageError("malformed JSON: the request body is empty")
         return None
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise StudioError(400, f"malformed JSON: {str(err).splitlines()[0]}") from None
+        raise UsageError(f"malformed JSON: {str(err).splitlines()[0]}") from None
 
 
 class Studio:
     """The app's handlers over one workspace, with the single model thread."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Controller) -> None:
         self.ws = workspace
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
         self.stopping = False  # set when the server shuts down: event streams end
@@ -106,16 +118,16 @@ class Studio:
 
     async def submit_round(self, request: Request) -> Response:
         body = await read_json(request)
-        frame, strokes = self.ws.validate_round(body)
+        interaction = self.ws.validate_round(body)
         last_event = self.ws.events.last_id
-        live = self.ws.begin_round(frame)
+        live = self.ws.begin_round(interaction.frame)
         try:
-            self.model_thread.submit(self.ws.run_round, live, strokes)
+            self.model_thread.submit(self.ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
             self.ws.live = None
             self.ws.busy.release()
-            raise StudioError(503, "the studio is shutting down") from None
-        return JSONResponse({"frame": frame, "total": live.total, "since": last_event}, status_code=202)
+            raise HttpError(503, "the studio is shutting down") from None
+        return JSONResponse({"frame": interaction.frame, "total": live.total, "since": last_event}, status_code=202)
 
     async def cancel(self, request: Request) -> Response:
         await read_json(request, required=False)
@@ -125,8 +137,7 @@ class Studio:
     async def undo(self, request: Request) -> Response:
         await read_json(request, required=False)
         step = await self._step(self.ws.undo)
-        return JSONResponse({"undone": {k: v for k, v in step.items() if k != "strokes"},
-                             "state": self.ws.summary()})
+        return JSONResponse({"undone": step.public(), "state": self.ws.summary()})
 
     async def add_object(self, request: Request) -> Response:
         await read_json(request, required=False)
@@ -203,9 +214,15 @@ class Studio:
         self.ws.close()
 
 
-async def _studio_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StudioError)
-    return error(exc.status, exc.message)
+async def _project_error(request: Request, exc: Exception) -> Response:
+    """The one place where the project's errors become statuses: each kind's ``http_status``."""
+    assert isinstance(exc, AtnetError)
+    return error(exc.http_status, one_line(exc, hint=False))
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return error(exc.status, str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -267,7 +284,7 @@ class Guard:
         await self.app(scope, receive, send_with_cookie)
 
 
-def create_app(workspace: Workspace, *, token: str | None = None,
+def create_app(workspace: Controller, *, token: str | None = None,
                allowed_hosts: list[str] | None = None) -> Starlette:
     """The studio's ASGI app over ``workspace``. ``token``: required on every request when given;
     ``allowed_hosts``: the Host header values accepted (None: any)."""
@@ -295,6 +312,7 @@ def create_app(workspace: Workspace, *, token: str | None = None,
         await asyncio.get_running_loop().run_in_executor(None, studio.close)
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={StudioError: _studio_error, HTTPException: _http_error})
+                    exception_handlers={AtnetError: _project_error, HttpError: _refusal,
+                                        HTTPException: _http_error})
     app.state.studio = studio
     return Guard(app, token=token, allowed_hosts=allowed_hosts)  # type: ignore[return-value]

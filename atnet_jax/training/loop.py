@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import signal
@@ -34,8 +33,8 @@ import orbax.checkpoint as ocp
 
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
-from atnet_jax.io.safe import atomic_write
-from atnet_jax.io.weights import load_weights, save_weights
+from atnet_jax.io.safe import write_text
+from atnet_jax.io.weights import load_weights, save_weights, tree_fingerprint
 from atnet_jax.models.build import count_params, init_variables
 from atnet_jax.training.config import STAGES, TrainConfig, to_json
 from atnet_jax.training.distributed import barrier, is_main_process, max_over_processes
@@ -158,19 +157,9 @@ def _check_config(config: TrainConfig, stage: str, run_dir: Path) -> None:
             "new --workdir")
 
 
-def fingerprint(tree: Any) -> str:
-    """A SHA-256 of a pytree of arrays: paths, dtypes, shapes and bytes (equal trees, equal fingerprints)."""
-    digest = hashlib.sha256()
-    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda x: jax.tree_util.keystr(x[0])):
-        array = np.asarray(leaf)
-        digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}:{array.shape};".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def _check_frozen(record: Path, frozen: Any, source: Path, resuming: bool) -> dict[str, str]:
     """Stage 2: the record of the frozen A-Net; on resume, refuse an A-Net other than the recorded one."""
-    found = {"source": str(source), "sha256": fingerprint(frozen)}
+    found = {"source": str(source), "sha256": tree_fingerprint(frozen)}
     if resuming and record.exists():
         saved = json.loads(record.read_text())
         if saved["sha256"] != found["sha256"]:
@@ -179,10 +168,6 @@ def _check_frozen(record: Path, frozen: Any, source: Path, resuming: bool) -> di
                 f"but {source} holds another A-Net (sha256 {found['sha256'][:12]}); put that A-Net back "
                 "(tnet.init_from) or use a new --workdir")
     return found
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""), overwrite=True)
 
 
 class _StopRequest:
@@ -256,7 +241,7 @@ class _CsvLog:
             kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step]
             if len(kept) != len(rows) - 1:
                 lines = [",".join(_LOG_FIELDS)] + [",".join(r) for r in kept]
-                _write_atomic(path, "\n".join(lines) + "\n")
+                write_text(path, "\n".join(lines) + "\n")
         new = not path.exists()
         self._file = path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=_LOG_FIELDS, extrasaction="ignore",
@@ -347,9 +332,9 @@ def _train(config: TrainConfig, stage: str, run_dir: Path, manager: ocp.Checkpoi
         state, elapsed_before = _restore(manager, state, batches, latest)
         say(f"{stage}: resumed from {run_dir / 'checkpoints' / str(latest)}")
     if main and (latest is None or not (run_dir / "config.json").exists()):
-        _write_atomic(run_dir / "config.json", to_json(config) + "\n")
+        write_text(run_dir / "config.json", to_json(config) + "\n")
     if main and frozen_record is not None and (latest is None or not record.exists()):
-        _write_atomic(record, json.dumps(frozen_record, indent=2) + "\n")
+        write_text(record, json.dumps(frozen_record, indent=2) + "\n")
     step_fn = compile_train_step(mesh, stage=stage, model_config=config.model,
                                  local_loss_weight=stage_config.local_loss_weight)
     dropout_rng = jax.random.fold_in(rng, 1)
