@@ -254,9 +254,11 @@ def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
 def test_weights_count_by_their_contents(tmp_path, weights):
     import shutil
 
+    from atnet_jax.io.weights import folder_fingerprint
+
     copy = tmp_path / "copy"
     shutil.copytree(weights, copy)
-    assert evaluate.weights_fingerprint(copy) == evaluate.weights_fingerprint(weights)
+    assert folder_fingerprint(copy) == folder_fingerprint(weights)
     config = copy / "atnet_jax.json"
     config.write_text(config.read_text() + " ")
-    assert evaluate.weights_fingerprint(copy) != evaluate.weights_fingerprint(weights)
+    assert folder_fingerprint(copy) != folder_fingerprint(weights)

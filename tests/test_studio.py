@@ -478,10 +478,21 @@ def test_cli_resumes_a_workspace_from_its_record(demo, tmp_path, capsys):
 
     resumed = open_workspace(build_parser().parse_args(["--workspace", str(ws.root)]))
     assert "resumed, 1 round(s)" in capsys.readouterr().out
-    assert resumed.video["args"] == ["--input", str(demo["root"]), "--sequence", NAME] and resumed.demo_weights
+    assert resumed.video.infer_args() == ["--input", str(demo["root"]), "--sequence", NAME] and resumed.demo_weights
     np.testing.assert_array_equal(resumed.session.labels, labels)
     assert resumed.session.strokes == {demo["frame"]: demo["strokes"]}
     resumed.close()
+    # A workspace written before the video was recorded by name (its infer flags only) opens the same.
+    meta_path = ws.root / "studio.json"
+    meta = json.loads(meta_path.read_text())
+    meta["video"] = {"args": ["--input", str(demo["root"]), "--sequence", NAME], "demo": False, "size": 480,
+                     "num_frames": 12, "height": 240, "width": 432}
+    meta_path.write_text(json.dumps(meta))
+    old = open_workspace(build_parser().parse_args(["--workspace", str(ws.root)]))
+    assert (old.video.input, old.video.sequence, old.video.size) == (str(demo["root"]), NAME, 480)
+    np.testing.assert_array_equal(old.session.labels, labels)
+    old.close()
+    capsys.readouterr()
 
     other = tmp_path / "frames"
     other.mkdir()

@@ -377,7 +377,8 @@ def test_resume_with_another_config_stops_naming_the_keys_and_keeps_config_json(
 
 def test_tnet_refuses_to_resume_against_another_anet(tiny_config, tiny_variables, synthetic_root, tmp_path):
     from atnet_jax.io.weights import save_weights
-    from atnet_jax.training.loop import ResumeMismatchError, fingerprint, train
+    from atnet_jax.io.weights import tree_fingerprint as fingerprint
+    from atnet_jax.training.loop import ResumeMismatchError, train
 
     anet = jax.tree.map(np.asarray, tiny_variables["anet"])
     save_weights(tmp_path / "anet_a", {"anet": anet}, tiny_config)

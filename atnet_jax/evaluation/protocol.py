@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from atnet_jax.errors import AtnetError, ConflictError
 from atnet_jax.evaluation.metrics import summary
 from atnet_jax.inference.session import Session
 from atnet_jax.interaction.metrics import per_object_scores
@@ -139,11 +140,11 @@ class SequenceSource:
     load: Callable[[], SequenceData]
 
 
-class OutputConflict(Exception):
+class OutputConflict(ConflictError):
     """The output folder holds results that the requested run would overwrite or mix with its own."""
 
 
-class SamplesFailed(RuntimeError):
+class SamplesFailed(AtnetError):
     """Some samples could not be evaluated; the others' results are written."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from atnet_jax.errors import WeightsError
 from atnet_jax.models.build import NETWORKS, abstract_variables
 from atnet_jax.models.config import ModelConfig
 
@@ -30,7 +31,7 @@ _LEAF_NAMES = {
 _IGNORED_SUFFIX = ".num_batches_tracked"
 
 
-class ConversionError(ValueError):
+class ConversionError(WeightsError):
     """A state_dict that does not match the networks (unknown, missing or mis-shaped keys)."""
 
 

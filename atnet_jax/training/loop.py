@@ -31,8 +31,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from atnet_jax import errors
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
+from atnet_jax.errors import AtnetError, ConflictError
 from atnet_jax.io.safe import write_text
 from atnet_jax.io.weights import load_weights, save_weights, tree_fingerprint
 from atnet_jax.models.build import count_params, init_variables
@@ -52,15 +54,15 @@ _RUN_CONTROL_KEYS = ("checkpoint_every", "keep_checkpoints", "log_every")
 _STOP_REASONS = (None, "time limit", "SIGTERM", "SIGINT")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(AtnetError):
     """The loss became NaN or infinite; the message names the step and where the batch was saved."""
 
 
-class Interrupted(KeyboardInterrupt):
+class Interrupted(errors.Interrupted):
     """Ctrl-C stopped the run after every process saved the same checkpoint."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(ConflictError):
     """The workdir's checkpoints were made with another config or against another A-Net."""
 
 
