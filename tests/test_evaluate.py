@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 from PIL import Image
 
 from atnet_jax import evaluate
@@ -89,7 +89,7 @@ def test_synthetic_2016_folder(tmp_path, weights):
 
 
 def test_real_davis_mini(tmp_path, weights):
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     out = tmp_path / "eval"
     assert evaluate.main(["--checkpoint", str(weights), "--input", str(root), "--sequences", "bear,tennis",
                           "--output", str(out), "--max-rounds", "2"]) == 0
@@ -245,7 +245,7 @@ def test_a_corrupt_sequence_fails_alone_and_resume_finishes_the_run(tmp_path, we
 def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
     from atnet_jax.io.davis import DavisFolder
 
-    sources = evaluate.discover_sequences(DavisFolder(shared_path("data", "davis_mini")), None, None)
+    sources = evaluate.discover_sequences(DavisFolder(data_path("davis_mini")), None, None)
     assert [(s.name, s.num_samples) for s in sources] == [("bear", 2), ("car-shadow", 1), ("tennis", 1)]
     out = capsys.readouterr().out
     assert "skipped 1 sequence(s): blackswan (no frames: " in out and "JPEGImages/480p/blackswan not found" in out

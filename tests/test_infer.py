@@ -99,12 +99,12 @@ def test_bad_inputs_get_one_line_errors(tmp_path, davis_root, weights, capsys):
 
 
 def test_real_davis_mini_sequences(tmp_path, weights):
-    from conftest import shared_path
+    from conftest import data_path
 
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.io.masks import read_mask
 
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     # tennis: the real human scribbles, two objects.
     out = tmp_path / "out"
     scribbles = root / "Scribbles" / "tennis" / "001.json"

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 
 from atnet_jax.interaction.scribbles import (
     bresenham,
@@ -230,7 +230,7 @@ def test_clicks_to_strokes(tmp_path):
 
 
 def test_real_scribbles_load_and_rasterise():
-    davis = DavisFolder(shared_path("data", "davis_mini"))
+    davis = DavisFolder(data_path("davis_mini"))
     checked = 0
     for seq in ("bear", "blackswan", "tennis"):
         masks = davis.read_masks(seq)
@@ -257,7 +257,7 @@ def test_real_scribbles_load_and_rasterise():
 
 
 def test_real_full_scribble_file_and_tennis_ids():
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     full = load_scribbles(root / "ScribblesFull" / "bear" / "001.json", num_frames=82, num_objects=1, sequence="bear")
     assert len(full["scribbles"]) == 82 and annotated_frames(full) == [39]
     with pytest.raises(ScribbleError, match="82 frames of scribbles, but the video has 2"):
