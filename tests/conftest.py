@@ -29,6 +29,25 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def copy_repo(dest: Path) -> Path:
+    """Copy what a clone of the repository holds (tracked and not-ignored files of this working tree) to
+    ``dest``, for tests that run something as a user with a fresh clone would."""
+    import shutil
+    import subprocess
+
+    git = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True)
+    if git.returncode != 0:  # not a git checkout (a copy made by this function): all but what a run adds
+        ignore = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "*.egg-info", ".pytest_cache", "atnet_demo")
+        shutil.copytree(PROJECT_ROOT, dest, ignore=ignore, dirs_exist_ok=True)
+        return dest
+    for name in git.stdout.splitlines():
+        if (PROJECT_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, dest / name)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from atnet_jax.models import tiny_model_config

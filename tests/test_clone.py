@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from conftest import copy_repo
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _repo_files() -> list[str]:
-    """The files a clone has: tracked and not-ignored files of the working tree."""
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    return [line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
 def test_no_test_reads_outside_the_clone():
@@ -28,12 +22,9 @@ def test_no_test_reads_outside_the_clone():
 
 
 def test_a_clone_alone_runs_the_golden_tests_with_none_skipped(tmp_path):
-    clone = tmp_path / "clone"  # nothing beside it: tmp_path holds no shared/ folder
-    for name in _repo_files():
-        (clone / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, clone / name)
+    clone = copy_repo(tmp_path / "clone")  # nothing beside it: tmp_path holds no shared/ folder
     assert not (tmp_path / "shared").exists()
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH", "PYTEST_ADDOPTS")}
     env["PYTHONPATH"] = str(clone)
     # The golden inputs, recipe checksums and kernel vectors (seconds); the full-size network comparisons of
     # test_golden.py read the same files and run in the suite itself.

@@ -302,3 +302,19 @@ def test_a_stroke_point_rounding_to_pixel_zero_is_clipped_not_wrapped_to_the_far
     canvas = rasterize_strokes([_stroke([(0.2 / W, 0.2 / H), (0.2 / W, 0.2 / H)], 1)], H, W, dilation=1, blur_size=0)[1]
     assert canvas[0, 0] == 1
     assert not canvas[-1].any() and not canvas[:, -1].any()
+
+
+def test_the_readme_example_file_is_valid(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### Scribble files\n", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_video.json"
+    path.write_text(example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_scribbles(path, num_frames=3, num_objects=2, sequence="my_video")
+    assert annotated_frames(data) == [1] and [s["object_id"] for s in data["scribbles"][1]] == [1, 2, 0]
+    with pytest.raises(ScribbleError, match="3 frames of scribbles, but the video has 4 frames"):
+        load_scribbles(path, num_frames=4)
