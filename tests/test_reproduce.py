@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def server(tmp_path):
 
 
 def _run(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    start = time.perf_counter()
+    result = subprocess.run(["bash", str(SCRIPT)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    print(f"$ {SCRIPT.name}  ({time.perf_counter() - start:.0f} s, exit {result.returncode})\n{result.stdout}")
+    return result
 
 
 def test_the_script_reproduces_the_table_with_stand_in_downloads(tmp_path, server):
@@ -84,7 +88,8 @@ def test_the_script_reproduces_the_table_with_stand_in_downloads(tmp_path, serve
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
                JAX_COMPILATION_CACHE_DIR=os.environ.get("ATNET_JAX_TEST_CACHE",
                                                         str(Path.home() / ".cache" / "atnet_jax_xla")),
-               ATNET_EVAL_ARGS="--size 240")
+               # Smaller frames and 2 rounds (the later --max-rounds wins): the same pipeline in seconds.
+               ATNET_EVAL_ARGS="--size 240 --max-rounds 2")
     # Without the checkpoint: the data is fetched, then the script says where to get the weights and stops.
     first = _run(user, env)
     assert first.returncode == 1, first.stdout + first.stderr
