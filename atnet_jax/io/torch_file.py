@@ -115,19 +115,10 @@ class _Unpickler(pickle.Unpickler):
             return self.ALLOWED[(module, name)]
         if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        if (module, name) == ("torch.storage", "_load_from_bytes"):
-            return _load_from_bytes
         raise _Refused(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
         return self._storages(pid)
-
-
-def _load_from_bytes(data: bytes) -> Any:
-    """A storage pickled on its own (``torch.storage._load_from_bytes``): a nested legacy ``torch.save``."""
-    if not isinstance(data, bytes):
-        raise pickle.UnpicklingError("_load_from_bytes expects bytes")
-    return _materialise(_read_legacy(io.BytesIO(data), "<nested storage>"))
 
 
 def _check_pid(pid: Any, length: tuple[int, ...]) -> tuple:
