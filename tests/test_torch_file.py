@@ -170,3 +170,17 @@ def test_convert_reads_pth_without_torch_as_it_reads_the_same_tensors_from_npz(t
         for a, b, c in zip(jax.tree.leaves(other), jax.tree.leaves(variables), reference):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
             np.testing.assert_array_equal(np.asarray(a), c)
+
+
+def test_legacy_cuda_storage_classes_are_read(tmp_path):
+    """PyTorch 1.x named a GPU tensor's storage ``torch.cuda.FloatStorage`` in legacy files (as the released
+    checkpoint, saved from the GPU, does); the same file with that name reads as the CPU one."""
+    data = data_path("torch", "cuda_legacy.pth").read_bytes()
+    renamed = data.replace(b"ctorch\nFloatStorage\n", b"ctorch.cuda\nFloatStorage\n")
+    assert renamed != data
+    path = tmp_path / "gpu.pth"
+    path.write_bytes(renamed)
+    state, want = read_state_dict(path), read_state_dict(data_path("torch", "cuda_legacy.pth"))
+    assert list(state) == list(want)
+    for key in want:
+        np.testing.assert_array_equal(state[key], want[key])
