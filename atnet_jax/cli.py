@@ -15,16 +15,19 @@ import argparse
 import copy
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from atnet_jax import __version__
 from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     AtnetError,
+    AtnetWarning,
     UsageError,
     one_line,
 )
@@ -43,7 +46,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    """An argument parser with the shared ``--debug`` flag; ``epilog`` holds the examples.
+    """An argument parser with the shared ``--debug`` and ``--version`` flags; ``epilog`` holds the examples.
 
     Paragraphs of ``description`` (separated by blank lines) that are one line long are wrapped; others keep
     their line breaks.
@@ -52,6 +55,7 @@ def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentPa
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
                                      formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--version", action="version", version=f"atnet_jax {__version__}")
     return parser
 
 
@@ -110,6 +114,19 @@ def _report(parser: argparse.ArgumentParser, message: str) -> None:
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
 
 
+def _warning_printer(parser: argparse.ArgumentParser, default: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints the project's warnings as one line, ``<prog>: warning: ...``."""
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, AtnetWarning):
+            _end_progress_bars()
+            print(f"{parser.prog}: warning: {one_line(message)}", file=sys.stderr)
+        else:
+            default(message, category, *rest, **kwargs)
+
+    return show
+
+
 def run(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], None],
@@ -119,7 +136,9 @@ def run(
     2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT)."""
     args = parser.parse_args(argv)
     try:
-        main(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(parser, warnings.showwarning)
+            main(args)
     except AtnetError as err:
         if args.debug:
             raise

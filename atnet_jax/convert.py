@@ -10,9 +10,9 @@ from pathlib import Path
 from atnet_jax import cli
 
 EXAMPLES = """examples:
-  # the released checkpoint (needs torch to read .pth)
+  # the released checkpoint (read without PyTorch; zip and legacy torch.save formats)
   python -m atnet_jax.convert --input ATNet-checkpoint.pth --output weights/atnet
-  # the same tensors saved as a .npz of numpy arrays with the PyTorch key names (no torch needed)
+  # the same tensors saved as a .npz of numpy arrays with the PyTorch key names
   python -m atnet_jax.convert --input atnet_state_dict.npz --output weights/atnet
   # a network trained with an experiment config: its size is read from the weights, or give the config
   python -m atnet_jax.convert --input tiny.npz --output weights/tiny --config experiments/configs/tiny.py
@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         EXAMPLES,
     )
     cli.add_argument(parser, "--input", old_names=("--torch",), dest="input", required=True, type=Path,
-                     metavar="CHECKPOINT", help="ATNet-checkpoint.pth (PyTorch) or a .npz with the same "
-                     "state_dict keys (--torch is the old name of this flag)")
+                     metavar="CHECKPOINT", help="ATNet-checkpoint.pth (a torch.save file, read without PyTorch) "
+                     "or a .npz with the same state_dict keys (--torch is the old name of this flag)")
     cli.add_argument(parser, "--output", old_names=("--out",), dest="output", required=True, type=Path,
                      metavar="DIR", help="weights folder to write (--out is the old name of this flag)")
     parser.add_argument("--model", choices=("auto", "paper", "tiny"), default="auto",

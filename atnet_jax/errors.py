@@ -57,6 +57,11 @@ class Interrupted(AtnetError, KeyboardInterrupt):
     http_status = 409
 
 
+class AtnetWarning(UserWarning):
+    """Something the work can go on with but the user should know (a scribble file naming another video); the
+    commands print it as one line, ``<prog>: warning: <message>``."""
+
+
 KINDS: tuple[type[AtnetError], ...] = (UsageError, NotFoundError, InputError, WeightsError, ConflictError, Interrupted)
 
 

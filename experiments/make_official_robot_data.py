@@ -2,7 +2,7 @@
 
 Runs `davisinteractive` 1.0.4's `InteractiveScribblesRobot` and its service's frame choice
 (`EvaluationService.post_predicted_masks`: per-frame metric averaged over objects, `argsort`, first frame
-not annotated before) on the real masks of `../shared/data/davis_mini`, with predictions rebuilt from the
+not annotated before) on the real masks of `tests/data/davis_mini`, with predictions rebuilt from the
 ground truth by the recipes of `CASES` (`tests/official_robot_cases.py`), and writes
 `tests/data/official_robot/cases.json`: for each case its recipe and settings, the per-frame scores,
 the chosen frame and, per stroke, the object id, the pixel path before Bezier smoothing (chain code) and
@@ -18,7 +18,7 @@ official robot was released; 0.19+ draws them from an unseeded generator by defa
     /tmp/davis_venv/bin/pip install numpy scipy scikit-image networkx scikit-learn Cython wheel absl-py \
         opencv-python-headless pandas
     /tmp/davis_venv/bin/pip install --no-build-isolation --no-deps davisinteractive==1.0.4
-    /tmp/davis_venv/bin/python experiments/make_official_robot_data.py [--davis ../shared/data/davis_mini]
+    /tmp/davis_venv/bin/python experiments/make_official_robot_data.py [--davis tests/data/davis_mini]
 
 Exit codes: 0 written, 1 failed, 2 usage error, 130 interrupted.
 """
@@ -191,7 +191,7 @@ def run_case(case, davis_root: Path, robot_module, batched_jaccard, batched_f_me
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--davis", type=Path, default=ROOT.parent / "shared" / "data" / "davis_mini",
+    parser.add_argument("--davis", type=Path, default=ROOT / "tests" / "data" / "davis_mini",
                         help="DAVIS folder with Annotations/480p/<sequence>/")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "official_robot" / "cases.json")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Shared test setup: fake CPU devices, full float32 precision, paths to ../shared."""
+"""Shared test setup: fake CPU devices, full float32 precision, paths to the reference data in tests/data."""
 from __future__ import annotations
 
 import os
@@ -16,23 +16,36 @@ jax.config.update("jax_compilation_cache_dir", str(_cache))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
+DATA_DIR = PROJECT_ROOT / "tests" / "data"
+"""The tests' reference data, kept in the repo (``tests/data/README.md``): golden vectors, real DAVIS frames."""
 
 
-SHARED_DIR = Path(os.environ.get("ATNET_JAX_SHARED", SHARED_DIR))
-"""Where the reference data lives: ../shared beside the clone (``ATNET_JAX_SHARED`` points elsewhere)."""
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared. Where it is absent the calling test skips with a reason, except in CI
-    (``CI=true``), where it fails: a CI run must not pass with every golden test skipped."""
-    path = SHARED_DIR.joinpath(*parts)
+def data_path(*parts: str) -> Path:
+    """Path under ``tests/data``; a missing file fails the calling test (it is part of every clone)."""
+    path = DATA_DIR.joinpath(*parts)
     if not path.exists():
-        message = f"{path} not found: the reference data lives in ../shared beside the clone"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: missing reference data fails the run)", pytrace=False)
-        pytest.skip(message)
+        pytest.fail(f"{path} not found: tests/data is part of the repository (see tests/data/README.md)",
+                    pytrace=False)
     return path
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy what a clone of the repository holds (tracked and not-ignored files of this working tree) to
+    ``dest``, for tests that run something as a user with a fresh clone would."""
+    import shutil
+    import subprocess
+
+    git = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True)
+    if git.returncode != 0:  # not a git checkout (a copy made by this function): all but what a run adds
+        ignore = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "*.egg-info", ".pytest_cache", "atnet_demo")
+        shutil.copytree(PROJECT_ROOT, dest, ignore=ignore, dirs_exist_ok=True)
+        return dest
+    for name in git.stdout.splitlines():
+        if (PROJECT_ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, dest / name)
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Inputs of the stored robot cases, rebuilt from the real DAVIS masks by a recipe (NumPy, SciPy, Pillow only).
 
-A case's recipe names a sequence of `../shared/data/davis_mini`, a frame range, and how the prediction is
+A case's recipe names a sequence of `tests/data/davis_mini`, a frame range, and how the prediction is
 made from the ground truth, so the stored expectations stay small (no masks in the repo). The one-off
 generator `experiments/make_official_robot_data.py` imports this module too, so both sides rebuild the same
 arrays. Stroke pixel paths are stored as a chain code: the first pixel, then one digit per 8-neighbour step.

@@ -1,4 +1,4 @@
-"""The golden vectors' deterministic weight recipe (``../shared/reference/README.md`` section 1), in NumPy."""
+"""The golden vectors' deterministic weight recipe (``tests/data/reference/README.md`` section 1), in NumPy."""
 from __future__ import annotations
 
 import ast

@@ -16,8 +16,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("atnet_jax.inference",),
     ("atnet_jax.evaluation", "atnet_jax.training", "atnet_jax.data"),
     ("atnet_jax.demo", "atnet_jax.cli"),
-    ("atnet_jax.infer", "atnet_jax.evaluate", "atnet_jax.train", "atnet_jax.convert", "atnet_jax.studio",
-     "atnet_jax.data.synthetic.__main__", "atnet_jax.__main__"),
+    ("atnet_jax.infer", "atnet_jax.evaluate", "atnet_jax.train", "atnet_jax.convert", "atnet_jax.scribble",
+     "atnet_jax.studio", "atnet_jax.data.synthetic.__main__", "atnet_jax.__main__"),
 ]
 COMMANDS = LAYERS[-1]
 # Within the layer of evaluation and training, training reads its data; evaluation and training stay apart.

@@ -33,6 +33,7 @@ COMMANDS = [
     ("atnet_jax.convert", "convert", ["--input", "x.npz", "--output", "y"]),
     ("atnet_jax.train", "train_command", ["--config", "x.py", "--workdir", "w", "--stage", "anet"]),
     ("atnet_jax.data.synthetic.__main__", "_generate", ["--output", "x", "--videos", "1"]),
+    ("atnet_jax.scribble", "scribble", ["--input", "x", "--output", "y.json"]),
 ]
 
 
@@ -81,3 +82,44 @@ def test_require_writable_folder(tmp_path, monkeypatch):
         cli.require_writable_folder(locked, "--output")
     with pytest.raises(cli.UsageError, match=r"^--output .*/locked/new cannot be created: .*/locked is not writable"):
         cli.require_writable_folder(locked / "new", "--output")
+
+
+def _scripts() -> dict[str, str]:
+    """pyproject.toml's [project.scripts]: name -> "module:function"."""
+    text = (PROJECT_ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]
+    pairs = [line.split("=", 1) for line in section.splitlines() if "=" in line and not line.startswith("#")]
+    return {k.strip(): v.strip().strip('"') for k, v in pairs}
+
+
+def test_every_command_has_an_entry_point_and_version(capsys):
+    from atnet_jax import __version__
+    from atnet_jax.__main__ import COMMANDS as LISTED
+
+    scripts = _scripts()
+    assert scripts.pop("atnet") == "atnet_jax.__main__:main"
+    assert {f"atnet-{name}": f"{module}:main" for name, (module, _) in LISTED.items()} == scripts
+    for target in scripts.values():
+        module, function = target.split(":")
+        main = getattr(importlib.import_module(module), function)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--version"])
+        assert exit_info.value.code == 0
+        assert capsys.readouterr().out == f"atnet_jax {__version__}\n", module
+
+
+def test_python_m_atnet_jax_lists_the_commands(capsys):
+    from atnet_jax import __main__ as entry
+
+    assert entry.main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for name, (_, what) in entry.COMMANDS.items():
+        assert sum(line.split()[:1] == [name] and what in line for line in out) == 1, name
+    assert entry.main(["--version"]) == 0 and capsys.readouterr().out.startswith("atnet_jax ")
+    assert entry.main(["nonsense"]) == 2 and "unknown command 'nonsense'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        entry.main(["convert", "--help"])
+    assert exit_info.value.code == 0 and "usage: python -m atnet_jax.convert" in capsys.readouterr().out
+    result = subprocess.run([sys.executable, "-m", "atnet_jax", "--version"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("atnet_jax "), result.stderr

@@ -1,13 +1,12 @@
 """PyTorch state_dict <-> Flax variables, and the ``python -m atnet_jax.convert`` command."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 from reference_weights import read_key_table
 
 from atnet_jax import convert
@@ -34,7 +33,7 @@ def test_key_names_follow_pytorch_attributes():
 
 
 def test_full_size_keys_and_shapes_equal_the_released_state_dict():
-    table = read_key_table(shared_path("reference", "atnet_state_dict_keys.tsv"))
+    table = read_key_table(data_path("reference", "atnet_state_dict_keys.tsv"))
     expected = {k: v for k, v in table.items() if not k.endswith("num_batches_tracked")}
     assert torch_shapes(paper_model_config()) == expected
 
@@ -77,13 +76,6 @@ def test_load_state_dict_npz_strips_module_prefix(tmp_path):
     (tmp_path / "x.ckpt").write_text("")
     with pytest.raises(ValueError, match=r"expected a \.pth/\.pt"):
         load_state_dict(tmp_path / "x.ckpt")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed")
-def test_pth_without_torch_says_what_to_install(tmp_path):
-    (tmp_path / "ATNet-checkpoint.pth").write_bytes(b"\0")
-    with pytest.raises(ImportError, match="needs PyTorch"):
-        load_state_dict(tmp_path / "ATNet-checkpoint.pth")
 
 
 def test_convert_cli(tmp_path, tiny_config, tiny_state_dict, capsys):

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 from PIL import Image
 
 from atnet_jax.io.davis import DavisFolder, open_frames
@@ -56,7 +56,7 @@ def test_palette_is_voc_colour_map():
 
 
 def test_palette_matches_real_davis_file():
-    path = shared_path("data", "davis_mini", "Annotations", "480p", "bear", "00000.png")
+    path = data_path("davis_mini", "Annotations", "480p", "bear", "00000.png")
     with Image.open(path) as im:
         palette = np.array(im.getpalette(), np.uint8).reshape(-1, 3)
     np.testing.assert_array_equal(palette, DAVIS_PALETTE)
@@ -307,7 +307,7 @@ def test_video_file_source(tmp_path, name, fourcc):
 
 
 def test_real_car_shadow_davis2016():
-    davis = DavisFolder(shared_path("data", "davis_mini"))
+    davis = DavisFolder(data_path("davis_mini"))
     source = open_frames(davis.root, "car-shadow")
     assert len(source) == 40 and source.shape == (480, 854)
     assert source[39].shape == (480, 854, 3)
@@ -318,7 +318,7 @@ def test_real_car_shadow_davis2016():
 
 
 def test_real_davis2017_palette_masks():
-    davis = DavisFolder(shared_path("data", "davis_mini"))
+    davis = DavisFolder(data_path("davis_mini"))
     assert {"bear", "car-shadow", "tennis"} <= set(davis.sequences())
     assert "blackswan" not in davis.sequences()  # masks only
     tennis = davis.read_masks("tennis")

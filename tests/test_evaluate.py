@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 from PIL import Image
 
 from atnet_jax import evaluate
@@ -89,7 +89,7 @@ def test_synthetic_2016_folder(tmp_path, weights):
 
 
 def test_real_davis_mini(tmp_path, weights):
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     out = tmp_path / "eval"
     assert evaluate.main(["--checkpoint", str(weights), "--input", str(root), "--sequences", "bear,tennis",
                           "--output", str(out), "--max-rounds", "2"]) == 0
@@ -152,7 +152,9 @@ def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
     other = tmp_path / "other"
     _make_folder(other, "mine", 1, palette=True, scribbles=True)
     scribble = other / "Scribbles" / "mine" / "001.json"
-    scribble.write_text(scribble.read_text().replace('"mine"', '"bear"'))
+    data = json.loads(scribble.read_text())
+    frames = len(data["scribbles"])
+    scribble.write_text(json.dumps(dict(data, scribbles=data["scribbles"][:-1])))
     empty = tmp_path / "empty"
     empty.mkdir()
     anet_only = save_weights(tmp_path / "anet_only", {"anet": tiny_variables["anet"]}, tiny_config)
@@ -171,7 +173,7 @@ def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
         (2, argv(data=empty), "not a DAVIS folder"),
         (2, argv("--sequences", "nosuch"), "nosuch"),
         (1, argv(data=corrupt), "00002.jpg"),
-        (1, argv(data=other), "bear"),
+        (1, argv(data=other), f"{frames - 1} frames of scribbles, but the video has {frames} frames"),
         (1, argv(checkpoint=anet_only), "tnet"),
         (1, argv(checkpoint=empty), "not an atnet_jax weights checkpoint"),
         (2, argv(output=finished), "--overwrite"),
@@ -183,6 +185,12 @@ def test_bad_input_tour(tmp_path, weights, tiny_config, tiny_variables, capsys):
         assert len(lines) == 1 and "Traceback" not in err, err
         assert lines[0].startswith("python -m atnet_jax.evaluate: error: ") and needle in lines[0], err
     assert not out.exists() or not list(out.glob("*.csv"))
+    # A scribble file naming another sequence is used, with a one-line warning.
+    scribble.write_text(json.dumps(dict(data, sequence="bear")))
+    assert evaluate.main(argv(data=other, output=tmp_path / "out2")) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [f"python -m atnet_jax.evaluate: warning: {scribble}: the scribbles are for sequence 'bear', "
+                      "used for 'mine'"], warned
 
 
 def _report_without_timing(path):
@@ -245,7 +253,7 @@ def test_a_corrupt_sequence_fails_alone_and_resume_finishes_the_run(tmp_path, we
 def test_sequences_without_frames_are_skipped_with_a_reason(capsys):
     from atnet_jax.io.davis import DavisFolder
 
-    sources = evaluate.discover_sequences(DavisFolder(shared_path("data", "davis_mini")), None, None)
+    sources = evaluate.discover_sequences(DavisFolder(data_path("davis_mini")), None, None)
     assert [(s.name, s.num_samples) for s in sources] == [("bear", 2), ("car-shadow", 1), ("tennis", 1)]
     out = capsys.readouterr().out
     assert "skipped 1 sequence(s): blackswan (no frames: " in out and "JPEGImages/480p/blackswan not found" in out

@@ -1,4 +1,4 @@
-"""Equivalence with the released PyTorch code: golden vectors of ../shared/reference at 256x448.
+"""Equivalence with the released PyTorch code: golden vectors of tests/data/reference at 256x448.
 
 Weights come from the reference's NumPy recipe and go through our converter; inputs are the stored
 arrays. Acceptance per array: ``max|x - golden| / max(1, max|golden|) <= 1e-4`` (reference README §5).
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 from reference_weights import read_key_table, recipe_rule, recipe_state_dict
 
 from atnet_jax.io.torch_weights import torch_to_flax
@@ -48,13 +48,13 @@ def feature_arrays(prefix: str, x: jax.Array, step: int | None) -> dict[str, np.
 
 @pytest.fixture(scope="module")
 def golden() -> dict[str, np.ndarray]:
-    with np.load(shared_path("reference", "golden_atnet.npz"), allow_pickle=False) as data:
+    with np.load(data_path("reference", "golden_atnet.npz"), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
 @pytest.fixture(scope="module")
 def state_dict() -> dict[str, np.ndarray]:
-    return recipe_state_dict(read_key_table(shared_path("reference", "atnet_state_dict_keys.tsv")))
+    return recipe_state_dict(read_key_table(data_path("reference", "atnet_state_dict_keys.tsv")))
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,8 @@ def test_bad_inputs_get_one_line_errors(tmp_path, davis_root, weights, capsys):
         (1, _args(weights[0], davis_root, [_scribbles(tmp_path / "o.json", 1, (1, 3))], out, "--objects", "2"),
          "object"),
         (1, _args(weights[0], davis_root, [_scribbles(tmp_path / "f.json", 1, num_frames=T + 3)], out), "frame"),
-        (1, _args(weights[0], davis_root, [_scribbles(tmp_path / "s.json", 1, sequence="bear")], out), "bear"),
+        (1, _args(weights[0], davis_root, [_scribbles(tmp_path / "g.json", 1, num_frames=T - 1)], out),
+         f"{T - 1} frames of scribbles, but the video has {T} frames"),
     ]
     (tmp_path / "bad.json").write_text("{not json")
     cases.append((1, _args(weights[0], davis_root, [tmp_path / "bad.json"], out), "bad.json"))
@@ -97,15 +98,21 @@ def test_bad_inputs_get_one_line_errors(tmp_path, davis_root, weights, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+    # A file that names another sequence is used, with a one-line warning.
+    other = _scribbles(tmp_path / "s.json", 1, sequence="bear")
+    assert infer.main(_args(weights[0], davis_root, [other], tmp_path / "o2", "--overlay", "none")) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [f"python -m atnet_jax.infer: warning: {other}: the scribbles are for sequence 'bear', "
+                      "used for 'toy'"], warned
 
 
 def test_real_davis_mini_sequences(tmp_path, weights):
-    from conftest import shared_path
+    from conftest import data_path
 
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.io.masks import read_mask
 
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     # tennis: the real human scribbles, two objects.
     out = tmp_path / "out"
     scribbles = root / "Scribbles" / "tennis" / "001.json"

@@ -176,10 +176,10 @@ def test_per_object_masks_and_scores():
 
 
 def test_metrics_on_real_davis_masks():
-    from conftest import shared_path
+    from conftest import data_path
     from PIL import Image
 
-    root = shared_path("data", "davis_mini", "Annotations", "480p")
+    root = data_path("davis_mini", "Annotations", "480p")
     gt = np.array(Image.open(root / "tennis" / "00000.png"))
     masks = per_object_masks(gt, 2)
     assert jaccard(masks, masks).tolist() == [1.0, 1.0]

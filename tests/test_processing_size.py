@@ -6,7 +6,7 @@ import argparse
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 
 from atnet_jax.inference.plan import merge_objects
 from atnet_jax.inference.session import Session
@@ -129,7 +129,7 @@ def test_davis_480p_is_unchanged_bit_for_bit_by_the_default_size(tiny_config, ti
     the full-size session gives (no resampling anywhere), and labels are the plain merge of the probabilities."""
     from atnet_jax.io.davis import DavisFolder
 
-    davis = DavisFolder(shared_path("data", "davis_mini"))
+    davis = DavisFolder(data_path("davis_mini"))
     source = davis.frames("bear")
     frames = np.stack([source[t] for t in range(min(len(source), 3))])
     assert frames.shape[1:3] == (480, 854)

@@ -3,8 +3,10 @@ working directory (one for the whole module, so that later commands find what ea
 reader following the README would).
 
 Every fenced ``bash`` block is either run or excused: a block is excused by a comment line
-``# not run by tests: <reason>`` inside it, a command by :data:`EXCUSED` below. Any other command must be one
-this module knows how to run (:func:`classify`), else ``test_every_bash_block_is_run_or_excused`` fails.
+``# not run by tests: <reason>`` inside it. Any other command must be one this module knows how to run
+(:func:`classify`), else ``test_every_bash_block_is_run_or_excused`` fails. A line of steps joined by ``&&`` counts
+step by step. The two lines of the Quick start section (install and demo; test tools and tests) are run as they
+are written, in a copy of the repository, by ``test_quick_start_lines``.
 
 The DAVIS commands run on the demo's generated DAVIS folder, through this mapping of their arguments
 (flags and values other than these paths stay as the README has them):
@@ -34,10 +36,12 @@ from atnet_jax.demo import DEFAULT_CHECKPOINT, DEMO_SEQUENCE
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = "# not run by tests:"
-EXCUSED = {
-    "pip install -r requirements.txt -e .": "installs packages (.ci/run runs it in a fresh environment)",
-    "python -m pytest -q": "the test suite itself, which includes this test",
-}
+QUICK_START_STEPS = {"python -m venv .venv", ". .venv/bin/activate", "pip install -r requirements.txt -e .",
+                     "pip install -r requirements-test.txt", "python -m pytest -q"}
+"""Steps of the quick-start lines that only ``test_quick_start_lines`` runs (it runs the lines whole)."""
+QUICK_START_TESTS = "tests/test_clone.py tests/test_torch_file.py tests/test_cli.py"
+"""The tests that the quick start's ``python -m pytest -q`` runs here (``PYTEST_ADDOPTS``): the whole suite is
+what CI runs, this test among them."""
 DEMO = "python -m atnet_jax.infer"
 DEMO_OUT = "atnet_demo"
 PATH_MAP = {"DAVIS": f"{DEMO_OUT}/data", "weights/atnet": str(DEFAULT_CHECKPOINT),
@@ -62,15 +66,27 @@ def bash_blocks(text: str) -> list[tuple[int, str]]:
     return blocks
 
 
-def commands(block: str) -> list[str]:
-    """The commands of a block: continuation lines joined, comments and blank lines dropped."""
+def command_lines(block: str) -> list[str]:
+    """The command lines of a block as written: continuation lines joined, comments and blank lines dropped."""
     joined = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if shlex.split(line, comments=True)]
+
+
+def commands(block: str) -> list[str]:
+    """The commands of a block, a line's ``&&``-joined steps one by one."""
     out = []
-    for line in joined.splitlines():
-        words = shlex.split(line, comments=True)
-        if words:
-            out.append(shlex.join(words))
+    for line in command_lines(block):
+        for step in line.split(" && "):
+            words = shlex.split(step, comments=True)
+            if words:
+                out.append(shlex.join(words))
     return out
+
+
+def quick_start_lines() -> list[str]:
+    """The command lines of the README's Quick start section, as written."""
+    section = README.read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    return [line for _, block in bash_blocks(section) for line in command_lines(block)]
 
 
 def excuse(block: str) -> str | None:
@@ -84,8 +100,8 @@ def excuse(block: str) -> str | None:
 def classify(command: str) -> str | None:
     """What kind of command this module runs it as, or None."""
     words = shlex.split(command)
-    if command in EXCUSED:
-        return "excused"
+    if command in QUICK_START_STEPS:
+        return "quick start"
     if command == DEMO:
         return "demo"
     if words[:2] != ["python", "-m"] or len(words) < 3:
@@ -93,7 +109,7 @@ def classify(command: str) -> str | None:
     if words[3:] == ["--help"]:
         return "help"
     return {"atnet_jax.infer": "infer", "atnet_jax.evaluate": "evaluate",
-            "atnet_jax.data.synthetic": "synthetic"}.get(words[2])
+            "atnet_jax.data.synthetic": "synthetic", "atnet_jax.scribble": "scribble"}.get(words[2])
 
 
 def readme_commands() -> list[tuple[int, str, str | None]]:
@@ -197,7 +213,7 @@ def test_davis_and_synthetic_commands(workdir):
     cwd, _, _ = workdir
     ran = set()
     for _line, command, kind in readme_commands():
-        if kind not in ("infer", "evaluate", "synthetic"):
+        if kind not in ("infer", "evaluate", "synthetic", "scribble"):
             continue
         words = shlex.split(command)
         mapped = shlex.join(words[:3] + [map_argument(w) for w in words[3:]])
@@ -210,6 +226,11 @@ def test_davis_and_synthetic_commands(workdir):
             assert len(masks) == DEMO_FRAMES, (command, masks)
             with Image.open(masks[0]) as im:
                 assert im.mode == "P" and im.size == DEMO_SIZE
+        elif kind == "scribble":
+            from atnet_jax.io.scribbles import annotated_frames, load_scribbles
+
+            scribbles = load_scribbles(output, num_frames=DEMO_FRAMES, sequence=map_argument(flags["--sequence"]))
+            assert len(annotated_frames(scribbles)) == 1 and str(output.relative_to(cwd)) in result.stdout
         elif kind == "evaluate":
             summary = json.loads((output / "summary.json").read_text())
             assert 0 <= summary["auc"] <= 1 and (output / "report.csv").is_file() and (output / "curve.png").is_file()
@@ -219,7 +240,47 @@ def test_davis_and_synthetic_commands(workdir):
 
             assert len(DavisFolder(output).sequences()) == int(flags["--videos"])
         ran.add(kind)
-    assert ran == {"infer", "evaluate", "synthetic"}, ran
+    assert ran == {"infer", "evaluate", "synthetic", "scribble"}, ran
+
+
+def test_quick_start_has_two_lines_of_known_steps():
+    lines = quick_start_lines()
+    assert len(lines) == 2, lines
+    install, tests = ([shlex.join(shlex.split(step)) for step in line.split(" && ")] for line in lines)
+    assert install[0] == "python -m venv .venv" and install[-1] == DEMO, install
+    assert "pip install -r requirements.txt -e ." in install and tests[-1] == "python -m pytest -q", tests
+    assert set(install[:-1]) | set(tests) <= QUICK_START_STEPS
+
+
+@pytest.mark.slow
+def test_quick_start_lines(tmp_path):
+    """The README's two quick-start lines, as written, in a copy of the repository: a fresh virtual environment
+    (the packages come from pip's configured index), the demo, the test tools and a subset of the tests."""
+    from conftest import copy_repo
+
+    install, tests = quick_start_lines()
+    clone = copy_repo(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PYTHONPATH", "VIRTUAL_ENV", "CI")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
+        "ATNET_JAX_TEST_CACHE", str(Path.home() / ".cache" / "atnet_jax_xla")))
+    for line in (install, tests):
+        extra = {"PYTEST_ADDOPTS": f"-p no:cacheprovider {QUICK_START_TESTS}"} if line is tests else {}
+        start = time.perf_counter()
+        result = subprocess.run(["bash", "-c", line], cwd=clone, env=dict(env, **extra), capture_output=True,
+                                text=True, timeout=1200)
+        print(f"$ {line}  ({time.perf_counter() - start:.0f} s, exit {result.returncode})\n{result.stdout[-2000:]}")
+        assert result.returncode == 0, f"{line}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        if line is install:
+            assert re.search(r"round 2:.*J = [0-9.]+ \(", result.stdout), result.stdout
+            assert (clone / DEMO_OUT / DEMO_SEQUENCE / "00000.png").is_file()
+            where = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
+                                    "import atnet_jax, importlib.util; print(atnet_jax.__file__); "
+                                    "print(importlib.util.find_spec('torch'))"], capture_output=True, text=True,
+                                   env=env, cwd=tmp_path, check=True).stdout.split()
+            assert where == [str(clone / "atnet_jax" / "__init__.py"), "None"], where
+        else:
+            assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout, result.stdout
 
 
 def test_the_session_api_example_runs(tmp_path, monkeypatch, capsys):

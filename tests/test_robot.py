@@ -2,17 +2,16 @@
 
 `data/official_robot/cases.json` holds what davisinteractive 1.0.4's robot and service returned (made once by
 `experiments/make_official_robot_data.py`) for predictions rebuilt here from the real ground truth in
-`../shared/data/davis_mini` by the recipes of `official_robot_cases.py`.
+`tests/data/davis_mini` by the recipes of `official_robot_cases.py`.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DIR
+from conftest import data_path
 from official_robot_cases import build_prediction, decode_chain, encode_chain, load_gt
 from scipy.ndimage import distance_transform_edt
 
@@ -185,14 +184,8 @@ def test_bezier_curve_like_the_official():
 
 
 def davis_root() -> Path:
-    """../shared/data/davis_mini: skipped where absent, except under CI=true where that is a failure."""
-    root = SHARED_DIR / "data" / "davis_mini"
-    if not (root / "Annotations" / "480p").is_dir():
-        message = f"{root} not found: the real DAVIS masks live in ../shared beside the clone"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
+    """tests/data/davis_mini, the real DAVIS masks the official robot ran on."""
+    return data_path("davis_mini")
 
 
 def test_real_tennis_masks():

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 
 from atnet_jax.interaction.scribbles import (
     bresenham,
@@ -15,7 +16,7 @@ from atnet_jax.interaction.scribbles import (
     stroke_pixels,
 )
 from atnet_jax.io.davis import DavisFolder
-from atnet_jax.io.scribbles import ScribbleError, annotated_frames, load_scribbles, save_scribbles
+from atnet_jax.io.scribbles import ScribbleError, ScribbleWarning, annotated_frames, load_scribbles, save_scribbles
 
 H, W = 40, 80
 
@@ -56,9 +57,9 @@ GOOD = {"scribbles": [[], [_stroke([(0.1, 0.2), (0.3, 0.4)], 1)]], "sequence": "
         ('{"scribbles": [[{"path": [[NaN, 0.1]], "object_id": 1}]]}', {}, "non-finite"),
         ({"scribbles": [[_stroke([(0.1, 0.1)])]], "sequence": 3}, {}, "'sequence' must be a string"),
         ({"scribbles": [[{"path": [[0.1, 0.1]], "object_id": 1, "start_time": "now"}]]}, {}, "start_time"),
-        (GOOD, {"num_frames": 1}, "2 frames of scribbles, but the video has 1"),
+        (GOOD, {"num_frames": 1}, "2 frames of scribbles, but the video has 1 frames"),
+        (GOOD, {"num_frames": 3}, "2 frames of scribbles, but the video has 3 frames"),
         (GOOD, {"num_objects": 0}, "object_id 1 > number of objects 0"),
-        (GOOD, {"sequence": "dog"}, "for sequence 'cat', expected 'dog'"),
     ],
 )
 def test_load_errors_name_file_and_problem(tmp_path, data, kwargs, message):
@@ -67,14 +68,36 @@ def test_load_errors_name_file_and_problem(tmp_path, data, kwargs, message):
         load_scribbles(path, **kwargs)
 
 
+def test_a_file_for_another_sequence_is_a_warning(tmp_path):
+    path = _file(tmp_path, GOOD, "cat.json")
+    with pytest.warns(ScribbleWarning, match=r"cat.json: the scribbles are for sequence 'cat', used for 'dog'"):
+        out = load_scribbles(path, num_frames=2, sequence="dog")
+    assert out["sequence"] == "cat" and out["scribbles"] == GOOD["scribbles"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_scribbles(path, num_frames=2, sequence="cat")
+        load_scribbles(path, num_frames=2)
+
+
+def test_a_command_prints_a_warning_as_one_line(tmp_path, capsys):
+    from atnet_jax import cli
+
+    path = _file(tmp_path, GOOD, "cat.json")
+    parser = cli.make_parser("python -m atnet_jax.x", "A command.", "")
+    assert cli.run(parser, lambda args: load_scribbles(path, num_frames=2, sequence="dog"), []) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"python -m atnet_jax.x: warning: {path}: the scribbles are for sequence 'cat', "
+                                "used for 'dog'"], err
+
+
 def test_scribble_error_is_value_error_and_missing_file(tmp_path):
     assert issubclass(ScribbleError, ValueError)
     with pytest.raises(FileNotFoundError, match="absent.json"):
         load_scribbles(tmp_path / "absent.json")
 
 
-def test_load_normalises_pads_and_clips(tmp_path):
-    data = {"scribbles": [[_stroke([(1.0000001, -0.0000001), (0.5, 0.5)], 2.0)]], "sequence": "cat"}
+def test_load_normalises_and_clips(tmp_path):
+    data = {"scribbles": [[_stroke([(1.0000001, -0.0000001), (0.5, 0.5)], 2.0)], [], []], "sequence": "cat"}
     out = load_scribbles(_file(tmp_path, data), num_frames=3, num_objects=2, sequence="cat")
     assert len(out["scribbles"]) == 3 and out["scribbles"][1:] == [[], []]
     stroke = out["scribbles"][0][0]
@@ -230,7 +253,7 @@ def test_clicks_to_strokes(tmp_path):
 
 
 def test_real_scribbles_load_and_rasterise():
-    davis = DavisFolder(shared_path("data", "davis_mini"))
+    davis = DavisFolder(data_path("davis_mini"))
     checked = 0
     for seq in ("bear", "blackswan", "tennis"):
         masks = davis.read_masks(seq)
@@ -257,7 +280,7 @@ def test_real_scribbles_load_and_rasterise():
 
 
 def test_real_full_scribble_file_and_tennis_ids():
-    root = shared_path("data", "davis_mini")
+    root = data_path("davis_mini")
     full = load_scribbles(root / "ScribblesFull" / "bear" / "001.json", num_frames=82, num_objects=1, sequence="bear")
     assert len(full["scribbles"]) == 82 and annotated_frames(full) == [39]
     with pytest.raises(ScribbleError, match="82 frames of scribbles, but the video has 2"):
@@ -279,3 +302,19 @@ def test_a_stroke_point_rounding_to_pixel_zero_is_clipped_not_wrapped_to_the_far
     canvas = rasterize_strokes([_stroke([(0.2 / W, 0.2 / H), (0.2 / W, 0.2 / H)], 1)], H, W, dilation=1, blur_size=0)[1]
     assert canvas[0, 0] == 1
     assert not canvas[-1].any() and not canvas[:, -1].any()
+
+
+def test_the_readme_example_file_is_valid(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### Scribble files\n", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_video.json"
+    path.write_text(example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_scribbles(path, num_frames=3, num_objects=2, sequence="my_video")
+    assert annotated_frames(data) == [1] and [s["object_id"] for s in data["scribbles"][1]] == [1, 2, 0]
+    with pytest.raises(ScribbleError, match="3 frames of scribbles, but the video has 4 frames"):
+        load_scribbles(path, num_frames=4)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import data_path
 
 from atnet_jax.models.transfer import global_transfer, local_correlation, local_transfer, shift_windows
 
@@ -139,7 +139,7 @@ def _golden_err(actual, golden) -> float:
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(shared_path("reference", "golden_kernels.npz"), allow_pickle=False) as f:
+    with np.load(data_path("reference", "golden_kernels.npz"), allow_pickle=False) as f:
         return dict(f)
 
 

@@ -6,16 +6,19 @@ Format (the DAVIS interactive benchmark's)::
                                 "start_time": float, "end_time": float}, ...]],
      "sequence": "bear"}
 
-``object_id`` 0 is background.
+``object_id`` 0 is background. With the video's length known, the frame list must have exactly that length; a
+``sequence`` naming another video than the one given is a :class:`ScribbleWarning` (files are often renamed or
+reused for a copy of a video).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
-from atnet_jax.errors import InputError
+from atnet_jax.errors import AtnetWarning, InputError
 from atnet_jax.io.safe import atomic_write
 
 COORD_TOLERANCE = 1e-3
@@ -24,6 +27,10 @@ COORD_TOLERANCE = 1e-3
 
 class ScribbleError(InputError):
     """A scribble file or dict that does not follow the DAVIS format; the message names the source."""
+
+
+class ScribbleWarning(AtnetWarning):
+    """A scribble file that can be used but looks meant for another video."""
 
 
 # ----------------------------------------------------------------------------------------------- I/O
@@ -40,9 +47,10 @@ def validate_scribbles(
     """Check ``data`` against the DAVIS format and return a normalised copy.
 
     The copy has float ``[x, y]`` lists (overshoots within :data:`COORD_TOLERANCE` clipped into [0, 1]), int
-    ``object_id``s, ``start_time``/``end_time`` kept when present, ``"sequence"`` (``sequence`` or None when the
-    input lacks it), and, when ``num_frames`` is given, the frame list padded with empty frames to that length.
-    Raises :class:`ScribbleError` naming ``source`` and the first problem found.
+    ``object_id``s, ``start_time``/``end_time`` kept when present and ``"sequence"`` (the input's, else
+    ``sequence``, else None). ``num_frames`` (the video's length, where known) must be the frame list's length.
+    Raises :class:`ScribbleError` naming ``source`` and the first problem found; warns
+    (:class:`ScribbleWarning`) where the input's ``sequence`` is not ``sequence``.
     """
 
     def fail(problem: str) -> ScribbleError:
@@ -57,9 +65,11 @@ def validate_scribbles(
     if name is not None and not isinstance(name, str):
         raise fail(f"'sequence' must be a string, got {name!r}")
     if sequence is not None and name != sequence:
-        raise fail(f"scribbles are for sequence {name!r}, expected {sequence!r}")
-    if num_frames is not None and len(frames) > num_frames:
-        raise fail(f"{len(frames)} frames of scribbles, but the video has {num_frames}")
+        warnings.warn(ScribbleWarning(f"{source}: the scribbles are for sequence {name!r}, used for {sequence!r}"),
+                      stacklevel=2)
+    if num_frames is not None and len(frames) != num_frames:
+        raise fail(f"{len(frames)} frames of scribbles, but the video has {num_frames} frames "
+                   "(a file holds one list of strokes per frame of its video)")
 
     out_frames: list[list[dict]] = []
     for f, strokes in enumerate(frames):
@@ -106,8 +116,6 @@ def validate_scribbles(
                     out[key] = t
             out_strokes.append(out)
         out_frames.append(out_strokes)
-    if num_frames is not None:
-        out_frames += [[] for _ in range(num_frames - len(out_frames))]
     return {"scribbles": out_frames, "sequence": name}
 
 

@@ -107,11 +107,14 @@ def flax_to_torch(variables: Mapping[str, Mapping[str, Any]]) -> dict[str, np.nd
 
 
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a PyTorch-named state_dict from ``.pth``/``.pt`` (needs torch) or ``.npz`` (NumPy only).
+    """Read a PyTorch-named state_dict from ``.pth``/``.pt``/``.bin`` (a ``torch.save`` file, read without
+    PyTorch by :mod:`atnet_jax.io.torch_file`) or ``.npz`` (NumPy arrays).
 
     Accepts a bare state_dict or a dict wrapping it under ``state_dict``/``model``; a ``module.`` prefix
     (DataParallel) is removed.
     """
+    from atnet_jax.io.torch_file import read_state_dict
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist or is not a file")
@@ -119,20 +122,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             state = {k: data[k] for k in data.files}
     elif path.suffix in (".pth", ".pt", ".bin"):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(
-                f"reading {path} needs PyTorch (pip install torch); or convert it to a .npz of numpy arrays "
-                "with the PyTorch key names elsewhere and pass that"
-            ) from None
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
-                obj = obj[wrapper]
-        if not isinstance(obj, Mapping):
-            raise ConversionError(f"{path} does not hold a state_dict (got {type(obj).__name__})")
-        state = {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+        state = read_state_dict(path)
     else:
         raise ValueError(f"checkpoint {path}: expected a .pth/.pt (PyTorch) or .npz file")
     return {k.removeprefix("module."): v for k, v in state.items()}

@@ -5,7 +5,7 @@
   HW x HW matrix.
 * Global transfer: dense non-local attention from N annotated frames to the target at 1/16 resolution.
 
-Semantics follow the released PyTorch code (see ``../shared/reference/README.md`` section 4.6); the
+Semantics follow the released PyTorch code (see ``tests/data/reference/README.md`` section 4.6); the
 paper-text variants are options (``softmax_axis``).
 """
 from __future__ import annotations

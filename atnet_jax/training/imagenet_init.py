@@ -1,6 +1,6 @@
 """Initialising the A-Net and T-Net encoders from a local ImageNet ResNet50 / SE-ResNet50 weight file.
 
-Nothing is downloaded: pass a file you already have, ``.pth`` (needs torch) or ``.npz`` holding the same key
+Nothing is downloaded: pass a file you already have, ``.pth`` (read without torch) or ``.npz`` holding the same key
 names (NumPy only). Two naming schemes are recognised:
 
 - ``torchvision``: torchvision ``resnet50`` (``conv1``, ``bn1``, ``layer1..4``, ``fc``); it has no SE modules,
@@ -61,7 +61,7 @@ Report = dict[str, Any]
 
 
 def load_imagenet_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """ImageNet key -> NumPy array (conv weights OIHW) from ``.pth``/``.pt`` (needs torch) or ``.npz``."""
+    """ImageNet key -> NumPy array (conv weights OIHW) from ``.pth``/``.pt`` (read without torch) or ``.npz``."""
     return load_state_dict(path)
 
 

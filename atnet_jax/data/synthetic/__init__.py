@@ -225,19 +225,11 @@ def generate_video(
 
 
 def first_scribble(name: str, labels: np.ndarray) -> dict:
-    """The DAVIS robot's scribbles for an empty prediction of ``labels: [T, H, W] uint8`` (a "human" first
-    scribble: one stroke along each object on the worst frame, frame 0 when all objects show there).
+    """The video's first scribble: the DAVIS robot on an empty prediction of ``labels: [T, H, W]``
+    (:func:`atnet_jax.interaction.first_scribble.first_scribble`, which ``python -m atnet_jax.scribble`` uses)."""
+    from atnet_jax.interaction.first_scribble import first_scribble as robot_first_scribble
 
-    Timestamps are set to 1 s per stroke from 0 (the robot's are wall-clock times) so files are reproducible.
-    """
-    from atnet_jax.interaction.robot import InteractiveRobot
-
-    num_objects = int(labels.max())
-    scribbles = InteractiveRobot().interact(name, np.zeros_like(labels), labels, nb_objects=num_objects)
-    for strokes in scribbles["scribbles"]:
-        for i, stroke in enumerate(strokes):
-            stroke["start_time"], stroke["end_time"] = float(i), float(i + 1)
-    return scribbles
+    return robot_first_scribble(name, labels)
 
 
 def sequence_name(index: int) -> str:
