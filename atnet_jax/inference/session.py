@@ -30,7 +30,6 @@ so memory stays flat in the video's length.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import shutil
 import tempfile
@@ -53,6 +52,7 @@ from atnet_jax.inference.plan import (
     merge_objects,
 )
 from atnet_jax.inference.reader import FrameReader, Frames
+from atnet_jax.inference.rounds import FrameUpdate, PendingRound, Propagation, RoundInfo, SessionState
 from atnet_jax.inference.store import FrameStore, ReadOnlyFrames
 from atnet_jax.inference.undo import UndoLog
 from atnet_jax.interaction.kinds import ROUND1_PREVIOUS_MASK, Interaction, Scribble
@@ -68,78 +68,6 @@ from atnet_jax.models.preprocess import (
 )
 
 __all__ = ["FrameUpdate", "Propagation", "RoundInfo", "Session", "SessionState"]
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameUpdate:
-    """A frame a round updated: ``kind`` "annotated" (A-Net's frame) or "propagated"; ``done`` of ``total``
-    frames of the round so far; ``labels [H, W]`` uint8, a read-only copy at the video's size."""
-
-    frame: int
-    kind: Literal["annotated", "propagated"]
-    done: int
-    total: int
-    labels: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class RoundInfo:
-    """A finished round: its annotated frame, the frames it updated in order, the model seconds it took."""
-
-    frame: int
-    frames: tuple[int, ...]
-    seconds: float
-
-
-@dataclasses.dataclass
-class SessionState:
-    """Everything a session's results depend on besides the video and the weights (see :meth:`Session.snapshot`).
-
-    ``probabilities: [T, K, h, w]`` float32 at the session's processing size (a :class:`FrameStore` in a
-    temporary folder of its own from :meth:`Session.snapshot`, removed when the state is collected; an
-    ndarray is accepted by :meth:`Session.restore` too), ``annotated`` frames in round order, ``strokes`` per
-    frame (every stroke placed there so far, DAVIS format), ``indicators``: A-Net's converter output per
-    annotated frame, ``[K, h, w, C]`` float32 each.
-    """
-
-    probabilities: FrameStore | np.ndarray
-    annotated: list[int]
-    strokes: dict[int, list[dict]]
-    indicators: list[np.ndarray]
-
-
-@dataclasses.dataclass
-class _Round:
-    """The round in progress: added on ``plan.frame``, not yet (or not fully) propagated."""
-
-    plan: RoundPlan
-    undo: UndoLog
-    previous: np.ndarray | None  # the frame's labels at the processing size before the round (None: round 1)
-    strokes: list[dict]  # what this round placed on the frame
-    prob: Any = None  # A-Net's output [K, hp, wp, 1]
-    indicator: Any = None
-    annotated_before: int = 0  # how many frames were annotated before the round
-    seconds: float = 0.0
-    propagating: bool = False
-    updates: Iterator[FrameUpdate] | None = None  # the propagation generator, once propagate() was called
-
-
-class Propagation(Iterator[FrameUpdate]):
-    """The frames of a round as they are computed (what :meth:`Session.propagate` returns): iterate for
-    :class:`FrameUpdate` items; ``close()`` before the end cancels the round (the session goes back exactly to
-    its state before it)."""
-
-    def __init__(self, session: Session, pending: _Round) -> None:
-        self._session, self._pending = session, pending
-        self.plan = pending.plan
-
-    def __next__(self) -> FrameUpdate:
-        assert self._pending.updates is not None
-        return next(self._pending.updates)
-
-    def close(self) -> None:
-        if self._session._round is self._pending:
-            self._session.cancel()
 
 
 def _one_hot(labels: np.ndarray, num_objects: int) -> np.ndarray:
@@ -227,7 +155,7 @@ class Session:
         self._annotated_r5: list[Any] = []
         self._indicators: list[Any] = []
         self._fused_indicators: list[Any] = []
-        self._round: _Round | None = None
+        self._round: PendingRound | None = None
         self.last_round_seconds = 0.0
         self.labels = ReadOnlyFrames(lambda: self._labels)
         self.probabilities = ReadOnlyFrames(lambda: self._probabilities)
@@ -361,11 +289,11 @@ class Session:
         pending.seconds += time.perf_counter() - start
         return self._update(frame, "annotated", 1, pending.plan.total)
 
-    def _new_round(self, frame: int, previous: np.ndarray | None) -> _Round:
-        return _Round(self.plan(frame), UndoLog(self._workdir / "undo.f32", self._probabilities), previous, [],
+    def _new_round(self, frame: int, previous: np.ndarray | None) -> PendingRound:
+        return PendingRound(self.plan(frame), UndoLog(self._workdir / "undo.f32", self._probabilities), previous, [],
                       annotated_before=len(self._annotated))
 
-    def _annotate_round(self, pending: _Round, positive: np.ndarray, negative: np.ndarray) -> None:
+    def _annotate_round(self, pending: PendingRound, positive: np.ndarray, negative: np.ndarray) -> None:
         frame = pending.plan.frame
         if pending.previous is not None:
             previous_mask = _one_hot(pending.previous, self.num_objects)
@@ -391,7 +319,7 @@ class Session:
         pending.updates = self._propagate(pending)
         return Propagation(self, pending)
 
-    def _propagate(self, pending: _Round) -> Iterator[FrameUpdate]:
+    def _propagate(self, pending: PendingRound) -> Iterator[FrameUpdate]:
         pending.propagating = True
         plan, frame = pending.plan, pending.plan.frame
         bar = None
@@ -451,7 +379,7 @@ class Session:
         self._round = None
         self.last_round_seconds = pending.seconds
 
-    def _finish(self, pending: _Round, t: int, alpha: float, result: Any, done: int, bar: Any) -> FrameUpdate:
+    def _finish(self, pending: PendingRound, t: int, alpha: float, result: Any, done: int, bar: Any) -> FrameUpdate:
         self._store(t, np.asarray(result), alpha, pending.undo)
         if bar is not None:
             bar.update()
@@ -468,7 +396,7 @@ class Session:
         if self._round is pending:
             self._rollback(pending)
 
-    def _rollback(self, pending: _Round) -> None:
+    def _rollback(self, pending: PendingRound) -> None:
         self._undo(pending)
         annotated_before = pending.annotated_before
         del self._annotated[annotated_before:]
@@ -477,7 +405,7 @@ class Session:
         del self._fused_indicators[annotated_before:]
         self._round = None
 
-    def _undo(self, pending: _Round) -> None:
+    def _undo(self, pending: PendingRound) -> None:
         undo = pending.undo
         for t in undo.frames:
             old = undo.saved(t)
