@@ -1,0 +1,125 @@
+"""Bad inputs that must give a clear, one-line error naming what is wrong (and the exit code of its kind)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from atnet_jax.errors import InputError
+from atnet_jax.io.frames import read_frame
+
+H, W = 48, 64
+
+
+def _jpeg(path, seed: int = 0):
+    rgb = np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), rgb)
+    return path
+
+
+def _truncate(path, keep: float = 0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
+def _frames_folder(root, n: int = 3):
+    root.mkdir(parents=True, exist_ok=True)
+    return [_jpeg(root / f"{t:05d}.jpg", t) for t in range(n)]
+
+
+def _scribble_file(path, num_frames: int = 3):
+    per_frame = [[] for _ in range(num_frames)]
+    per_frame[0].append({"path": [[0.2, 0.5], [0.6, 0.5]], "object_id": 1, "start_time": 0.0, "end_time": 1.0})
+    path.write_text(json.dumps({"scribbles": per_frame}))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ truncated frames
+
+
+def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path):
+    path = _truncate(_jpeg(tmp_path / "00000.jpg"))
+    assert cv2.imread(str(path)) is not None  # what OpenCV alone does: grey fill, no error
+    with pytest.raises(InputError, match=r"00000\.jpg is truncated"):
+        read_frame(path)
+
+
+def test_truncated_png_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "f.png"
+    cv2.imwrite(str(path), np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    _truncate(path)
+    with pytest.raises(InputError, match=r"f\.png is truncated"):
+        read_frame(path)
+
+
+@pytest.mark.parametrize("tail", [b"\x00" * 300, b"trailing data a camera appended"])
+def test_complete_jpeg_with_padding_or_appended_data_decodes_as_cv2_imread(tmp_path, tail):
+    path = _jpeg(tmp_path / "f.jpg")
+    path.write_bytes(path.read_bytes() + tail)
+    expected = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(read_frame(path), expected)
+
+
+def test_truncated_jpeg_in_infer_exits_1_naming_the_file(tmp_path, capsys):
+    from atnet_jax import infer
+
+    frames = _frames_folder(tmp_path / "video")
+    _truncate(frames[2])
+    code = infer.main(["--input", str(tmp_path / "video"), "--scribbles", str(_scribble_file(tmp_path / "s.json")),
+                       "--output", str(tmp_path / "out"), "--overlay", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("python -m atnet_jax.infer: error: frame ")
+    assert "00002.jpg is truncated" in err[-1]
+
+
+def test_truncated_jpeg_in_the_studio_exits_1_naming_the_file(tmp_path, capsys):
+    from atnet_jax.studio.__main__ import main
+
+    frames = _frames_folder(tmp_path / "video")
+    _truncate(frames[0])
+    code = main(["--input", str(tmp_path / "video"), "--workspace", str(tmp_path / "ws"), "--no-browser",
+                 "--port", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "00000.jpg is truncated" in err[-1]
+
+
+def test_truncated_jpeg_in_the_training_sources_names_the_file(tmp_path):
+    from atnet_jax.data.sources import DavisVideos
+
+    root = tmp_path / "davis"
+    frames = _frames_folder(root / "JPEGImages" / "480p" / "toy")
+    masks = root / "Annotations" / "480p" / "toy"
+    masks.mkdir(parents=True)
+    from atnet_jax.io.masks import write_mask
+
+    for f in frames:
+        label = np.zeros((H, W), np.uint8)
+        label[10:30, 10:30] = 1
+        write_mask(masks / f"{f.stem}.png", label)
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("toy\n")
+    _truncate(frames[1])
+    source = DavisVideos(root)
+    source.frame(0, 0)
+    with pytest.raises(InputError, match=r"00001\.jpg is truncated"):
+        source.frame(0, 1)
+
+
+def test_truncated_jpeg_in_evaluate_fails_its_sequence_naming_the_file(tmp_path, tiny_config, tiny_variables,
+                                                                        capsys):
+    from test_evaluate import _make_folder
+
+    from atnet_jax import evaluate
+    from atnet_jax.io.weights import save_weights
+
+    weights = save_weights(tmp_path / "w", tiny_variables, tiny_config)
+    root = tmp_path / "davis"
+    _make_folder(root, "toy", 1, palette=True, scribbles=True)
+    _truncate(root / "JPEGImages" / "480p" / "toy" / "00001.jpg")
+    code = evaluate.main(["--checkpoint", str(weights), "--input", str(root), "--output", str(tmp_path / "eval"),
+                          "--max-rounds", "1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]
+    assert code == 1 and "00001.jpg is truncated" in err[-1]
