@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import sys
 import textwrap
@@ -42,6 +43,15 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return super()._format_action_invocation(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``<prog>: error: <what is wrong>`` (exit 2), as the commands'
+    own errors are."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _end_progress_bars()
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
+
 def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     """An argument parser with the shared ``--debug`` flag; ``epilog`` holds the examples.
 
@@ -49,8 +59,7 @@ def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentPa
     their line breaks.
     """
     description = "\n\n".join(p if "\n" in p else textwrap.fill(p, 100) for p in description.split("\n\n"))
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                     formatter_class=_HelpFormatter)
+    parser = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return parser
 
@@ -62,6 +71,47 @@ def add_argument(parser: argparse.ArgumentParser, *names: str, old_names: Sequen
     action = parser.add_argument(*names, *old_names, **kwargs)
     action.hidden_aliases = tuple(old_names)  # read by _HelpFormatter
     return action
+
+
+# ------------------------------------------------------------------ argument types (argparse ``type=``)
+
+
+def int_range(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """An argparse ``type=``: an integer in ``[low, high]`` (no upper bound for None); ``what`` names the unit
+    in the message (e.g. "pixels")."""
+    unit = f" {what}" if what else ""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number{unit}, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}{unit}, got {number}")
+        return number
+
+    parse.__name__ = f"int_range({low}, {high})"
+    return parse
+
+
+positive_int = int_range(1)
+"""An argparse ``type=``: a whole number >= 1 (rounds, steps, sizes, counts, batch sizes)."""
+nonnegative_int = int_range(0)
+"""An argparse ``type=``: a whole number >= 0 (an index, a seed)."""
+port = int_range(0, 65535)
+"""An argparse ``type=``: a TCP port, 0 for any free one."""
+
+
+def positive_float(value: str) -> float:
+    """An argparse ``type=``: a finite number > 0 (a time budget, a rate)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {value}")
+    return number
 
 
 def require_path(path: Path, flag: str) -> Path:
@@ -126,8 +176,14 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse ``argv`` and run ``main``; map failures to a one-line message and an exit code: 0 done, 1 failed,
-    2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT)."""
-    args = parser.parse_args(argv)
+    2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT). A bad flag is
+    returned as 2 too (argparse's message is printed); ``--help`` exits 0 as argparse does."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        if not exit_.code:
+            raise
+        return EXIT_USAGE
     try:
         main(args)
     except AtnetError as err:

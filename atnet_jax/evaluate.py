@@ -51,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for the reports")
     parser.add_argument("--metric", choices=("J", "J_AND_F"), default="J_AND_F",
                         help="metric the robot minimises and the summary reports (default: J_AND_F)")
-    parser.add_argument("--max-rounds", type=int, default=8, help="interactions per sample (default: 8)")
-    parser.add_argument("--time-per-object", type=float, default=30.0,
+    parser.add_argument("--max-rounds", type=cli.positive_int, default=8, help="interactions per sample (default: 8)")
+    parser.add_argument("--time-per-object", type=cli.positive_float, default=30.0,
                         help="seconds of model time per round per object (default: 30)")
-    parser.add_argument("--min-nb-nodes", type=int, default=4,
+    parser.add_argument("--min-nb-nodes", type=cli.positive_int, default=4,
                         help="robot: smallest skeleton that gives a stroke (DAVIS: 4; ATNet's paper: 2)")
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels (default: "
@@ -83,8 +83,6 @@ def evaluate_command(args: argparse.Namespace) -> None:
     cli.require_path(args.input, "--input")
     if not args.input.is_dir():
         raise cli.UsageError(f"--input {args.input} is a file, expected a DAVIS folder")
-    if args.max_rounds < 1:
-        raise cli.UsageError(f"--max-rounds must be at least 1, got {args.max_rounds}")
     if args.output.exists() and not args.output.is_dir():
         raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
     try:

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="results folder: DIR/<sequence>/%%05d.png and DIR/<sequence>_overlay* (needed with "
                              f"--input; the demo's default: {DEMO_OUTPUT})")
-    parser.add_argument("--objects", type=int, metavar="K",
+    parser.add_argument("--objects", type=cli.positive_int, metavar="K",
                         help="number of objects (default: the largest object id in the scribbles; an object "
                              "with no stroke of its own in any file is an error unless --objects asks for it)")
     parser.add_argument("--overlay", choices=OVERLAYS,
@@ -226,8 +226,6 @@ def infer(args: argparse.Namespace) -> None:
         raise cli.UsageError("--input needs --scribbles FILE.json [...] (one file per round)")
     if args.output is None:
         raise cli.UsageError("--input needs --output DIR (the results folder)")
-    if args.objects is not None and args.objects < 1:
-        raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     cli.require_path(args.input, "--input")
     for path in args.scribbles:
         cli.require_path(path, "--scribbles")

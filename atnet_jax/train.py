@@ -54,16 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anet (stage 1) or tnet (stage 2, needs stage 1's weights)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override config keys, e.g. anet.batch_size=8 data.crop=256,256 (list below)")
-    parser.add_argument("--max-steps", type=int, metavar="N",
+    parser.add_argument("--max-steps", type=cli.positive_int, metavar="N",
                         help="stop (and save) at global step N this time (default: the end of the schedule)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first (multi-host GPU clusters, TPU pod slices)")
     parser.add_argument("--coordinator-address", metavar="HOST:PORT",
                         help="with --distributed: process 0's address (not needed on TPU or SLURM)")
-    parser.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: number of hosts")
-    parser.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this host's index")
-    parser.add_argument("--heartbeat-timeout", type=int, default=60, metavar="S",
+    parser.add_argument("--num-processes", type=cli.positive_int, metavar="N",
+                        help="with --distributed: number of hosts")
+    parser.add_argument("--process-id", type=cli.nonnegative_int, metavar="I",
+                        help="with --distributed: this host's index")
+    parser.add_argument("--heartbeat-timeout", type=cli.positive_int, default=60, metavar="S",
                         help="with --distributed: a process silent for S seconds counts as dead (default: 60)")
     return parser
 
@@ -78,10 +80,6 @@ def train_command(args: argparse.Namespace) -> None:
     if (args.coordinator_address or args.num_processes is not None or args.process_id is not None) \
             and not args.distributed:
         raise cli.UsageError("--coordinator-address, --num-processes and --process-id need --distributed")
-    if args.heartbeat_timeout < 1:
-        raise cli.UsageError(f"--heartbeat-timeout must be at least 1, got {args.heartbeat_timeout}")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise cli.UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
     if not args.config.is_file():
         raise FileNotFoundError(f"--config {args.config}: no such file")
     try:

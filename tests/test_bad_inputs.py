@@ -123,3 +123,65 @@ def test_truncated_jpeg_in_evaluate_fails_its_sequence_naming_the_file(tmp_path,
                           "--max-rounds", "1"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]
     assert code == 1 and "00001.jpg is truncated" in err[-1]
+
+
+# ------------------------------------------------------------------------------------- out-of-range numbers
+
+
+def _main(command: str):
+    import importlib
+
+    module = {"synthetic": "atnet_jax.data.synthetic", "studio": "atnet_jax.studio.__main__"}.get(
+        command, f"atnet_jax.{command}")
+    return importlib.import_module(module).main
+
+
+TRAIN = ["--config", "experiments/configs/tiny.py", "--workdir", "WORK", "--stage", "anet"]
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--time-per-object", "0"],
+     "--time-per-object: must be a number greater than 0, got 0"),
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--time-per-object", "-5"],
+     "--time-per-object: must be a number greater than 0, got -5"),
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--time-per-object", "nan"], "greater than 0, got nan"),
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--min-nb-nodes", "0"], "--min-nb-nodes: must be at least 1"),
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--max-rounds", "0"], "--max-rounds: must be at least 1"),
+    ("evaluate", ["--input", "IN", "--output", "OUT", "--size", "0"], "--size: must be at least 32 pixels"),
+    ("infer", ["--input", "IN", "--objects", "0"], "--objects: must be at least 1, got 0"),
+    ("infer", ["--input", "IN", "--objects", "two"], "--objects: expected a whole number, got 'two'"),
+    ("train", [*TRAIN, "--max-steps", "0"], "--max-steps: must be at least 1"),
+    ("train", [*TRAIN, "--heartbeat-timeout", "-1"], "--heartbeat-timeout: must be at least 1"),
+    ("train", [*TRAIN, "--distributed", "--num-processes", "0"], "--num-processes: must be at least 1"),
+    ("train", [*TRAIN, "--distributed", "--process-id", "-1"], "--process-id: must be at least 0"),
+    ("train", [*TRAIN, "--set", "anet.batch_size=0"], "anet.batch_size must be at least 1, got 0"),
+    ("train", [*TRAIN, "--set", "anet.learning_rate=nan"], "anet.learning_rate must be positive"),
+    ("train", [*TRAIN, "--set", "tnet.lr_decay=0"], "tnet.lr_decay must be in (0, 1]"),
+    ("train", [*TRAIN, "--set", "seed=-3"], "seed must be 0 or more"),
+    ("synthetic", ["--output", "OUT", "--videos", "0"], "--videos: must be at least 1, got 0"),
+    ("synthetic", ["--output", "OUT", "--videos", "1", "--seed", "-1"], "--seed: must be at least 0"),
+    ("synthetic", ["--output", "OUT", "--videos", "1", "--frames", "0"], "--frames: must be from 1 to 10000"),
+    ("synthetic", ["--output", "OUT", "--videos", "1", "--max-objects", "300"], "--max-objects: must be from 1 to 254"),
+    ("studio", ["--port", "70000"], "--port: must be from 0 to 65535, got 70000"),
+    ("studio", ["--port", "-1"], "--port: must be from 0 to 65535, got -1"),
+    ("studio", ["--objects", "0"], "--objects: must be at least 1, got 0"),
+])
+def test_out_of_range_numbers_are_usage_errors_naming_the_flag(tmp_path, capsys, command, argv, message):
+    argv = [a.replace("WORK", str(tmp_path / "w")).replace("OUT", str(tmp_path / "o")).replace("IN", str(tmp_path))
+            for a in argv]
+    assert _main(command)(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    prog = {"synthetic": "atnet_jax.data.synthetic", "studio": "atnet_jax.studio"}.get(command, f"atnet_jax.{command}")
+    assert len(err) == 1 and err[0].startswith(f"python -m {prog}: error: "), err
+    assert message in err[0]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
+
+
+def test_synthetic_frame_size_has_a_limit_instead_of_an_allocation_failure(tmp_path, capsys):
+    from atnet_jax.data.synthetic import main
+
+    assert main(["--output", str(tmp_path / "o"), "--videos", "1", "--height", "160000", "--width", "160000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--height: must be from 16 to 4096 pixels, got 160000" in err[0]
+    assert main(["--output", str(tmp_path / "o"), "--videos", "1", "--width", "100"]) == 2
+    assert "--width: must be a multiple of 16, got 100" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="weights folder (from python -m atnet_jax.convert; default: the workspace's, else the "
                              "demo weights)")
-    parser.add_argument("--objects", type=int, metavar="K",
+    parser.add_argument("--objects", type=cli.positive_int, metavar="K",
                         help="number of objects to start with (default: 2 for the demo, else 1; more can be "
                              "added in the page)")
     parser.add_argument("--size", metavar="N",
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; any other needs the "
                              "access token printed at start)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free)")
+    parser.add_argument("--port", type=cli.port, default=DEFAULT_PORT,
+                        help=f"port (default: {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
     return parser
 
@@ -101,10 +102,6 @@ def processing_size(value: str) -> int | None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Usage errors that need no model and no video."""
-    if not 0 <= args.port <= 65535:
-        raise cli.UsageError(f"--port must be in 0..65535, got {args.port}")
-    if args.objects is not None and args.objects < 1:
-        raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     if args.sequence is not None and args.input is None:
         raise cli.UsageError("--sequence needs --input (a DAVIS root)")
     if args.size is not None:
