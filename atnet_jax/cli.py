@@ -121,6 +121,13 @@ def require_path(path: Path, flag: str) -> Path:
     return path
 
 
+def require_sequence_input(path: Path, sequence: str | None) -> None:
+    """With ``--sequence``, ``--input`` must be a folder (a DAVIS root): UsageError for a file (a video)."""
+    if sequence is not None and path.is_file():
+        raise UsageError(f"--sequence {sequence} names a sequence of a DAVIS folder, but --input {path} is a file; "
+                         "leave --sequence out for a video file")
+
+
 def require_writable_folder(path: Path, flag: str) -> Path:
     """``path`` if results can be written there: a writable folder, or a path that can be created as one
     (its nearest existing ancestor is a writable folder). Else a :class:`UsageError` naming the flag.

@@ -228,9 +228,11 @@ def infer(args: argparse.Namespace) -> None:
         raise cli.UsageError("--input needs --output DIR (the results folder)")
     cli.require_path(args.input, "--input")
     for path in args.scribbles:
-        cli.require_path(path, "--scribbles")
+        if cli.require_path(path, "--scribbles").is_dir():
+            raise cli.UsageError(f"--scribbles {path} is a folder, expected a .json file (a DAVIS scribble file)")
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     cli.require_path(checkpoint, "--checkpoint")
+    cli.require_sequence_input(args.input, args.sequence)
     if args.sequence is None and (args.input / "JPEGImages").is_dir():
         images = args.input / "JPEGImages" / "480p"
         names = DavisFolder(args.input).sequences() if images.is_dir() else []

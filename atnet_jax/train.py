@@ -25,7 +25,9 @@ EXAMPLES = """examples:
       --distributed --coordinator-address host0:1234 --num-processes 4 --process-id 0
 
 A run resumes from the newest checkpoint in WORKDIR/<stage>/checkpoints, with the same config (else it stops,
-naming the keys that differ); Ctrl-C (exit 130) or SIGTERM (exit 1) saves first, in every process.
+naming the keys that differ). Ctrl-C saves a checkpoint in every process and exits 130. SIGTERM (a scheduler
+preempting or cancelling the job) also saves one in every process, then exits 1, so that the scheduler counts
+the job as not finished and can requeue it; the same command resumes from that checkpoint.
 Outputs: WORKDIR/<stage>/metrics.csv, checkpoints/, config.json and, when the stage stops, weights/
 (stage tnet: both networks, ready for python -m atnet_jax.infer and evaluate).
 """

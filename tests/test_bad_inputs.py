@@ -185,3 +185,54 @@ def test_synthetic_frame_size_has_a_limit_instead_of_an_allocation_failure(tmp_p
     assert len(err) == 1 and "--height: must be from 16 to 4096 pixels, got 160000" in err[0]
     assert main(["--output", str(tmp_path / "o"), "--videos", "1", "--width", "100"]) == 2
     assert "--width: must be a multiple of 16, got 100" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- consistent codes and words
+
+
+def test_video_file_with_sequence_is_a_usage_error(tmp_path, capsys):
+    from atnet_jax import infer
+    from atnet_jax.studio.__main__ import main as studio_main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    scribbles = _scribble_file(tmp_path / "s.json")
+    assert infer.main(["--input", str(video), "--sequence", "bear", "--scribbles", str(scribbles),
+                       "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--sequence bear names a sequence of a DAVIS folder, but --input {video} is a file" in err
+    assert studio_main(["--input", str(video), "--sequence", "bear", "--no-browser", "--port", "0"]) == 2
+    assert "leave --sequence out for a video file" in capsys.readouterr().err
+
+
+def test_scribbles_given_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    from atnet_jax import infer
+
+    _frames_folder(tmp_path / "video")
+    assert infer.main(["--input", str(tmp_path / "video"), "--scribbles", str(tmp_path),
+                       "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m atnet_jax.infer: error: --scribbles {tmp_path} is a folder, expected a .json file "
+                   "(a DAVIS scribble file)"]
+
+
+def test_missing_synthetic_data_names_the_command_that_makes_it(tmp_path, capsys):
+    from atnet_jax import train
+
+    missing = tmp_path / "synthetic"
+    assert train.main(["--config", "experiments/configs/tiny.py", "--workdir", str(tmp_path / "w"), "--stage",
+                       "anet", "--no-progress", "--set", f"data.synthetic={missing}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "synthetic videos" in err[-1] and "are missing" in err[-1]
+    assert f"python -m atnet_jax.data.synthetic --output {missing}" in err[-1]
+    assert "DAVIS folder not found" not in err[-1]
+
+
+def test_train_help_says_what_sigterm_does_and_why(capsys):
+    from atnet_jax import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Ctrl-C saves a checkpoint in every process and exits 130" in text
+    assert "then exits 1, so that the scheduler counts the job as not finished and can requeue it" in text

@@ -108,6 +108,7 @@ def check_args(args: argparse.Namespace) -> None:
         processing_size(args.size)
     if args.input is not None:
         cli.require_path(args.input, "--input")
+        cli.require_sequence_input(args.input, args.sequence)
         if args.sequence is None and (args.input / "JPEGImages").is_dir():
             raise cli.UsageError(f"--input {args.input} is a DAVIS folder: pass --sequence NAME")
     if args.checkpoint is not None:

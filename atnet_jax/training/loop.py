@@ -87,6 +87,10 @@ def build_examples(config: TrainConfig, stage: str) -> AnetExamples | TnetExampl
     if data.tfds_davis:
         videos.append(TfdsDavisVideos("train", data.tfds_data_dir or None))
     if data.synthetic:
+        if not Path(data.synthetic).is_dir():
+            raise FileNotFoundError(
+                f"the synthetic videos of data.synthetic={data.synthetic} are missing: make them with python -m "
+                f"atnet_jax.data.synthetic --output {data.synthetic} --videos 60 (or --set data.synthetic=DIR)")
         videos.append(DavisVideos(data.synthetic, data.synthetic_subset or None))
     images = SBDImages(data.sbd) if data.sbd and stage == "anet" else None
     if not videos and images is None:
