@@ -236,3 +236,17 @@ def test_train_help_says_what_sigterm_does_and_why(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "Ctrl-C saves a checkpoint in every process and exits 130" in text
     assert "then exits 1, so that the scheduler counts the job as not finished and can requeue it" in text
+
+
+def test_fake_video_gives_one_line_and_no_libav_output(tmp_path):
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video at all")
+    proc = subprocess.run([sys.executable, "-m", "atnet_jax.infer", "--input", str(fake), "--scribbles",
+                           str(_scribble_file(tmp_path / "s.json", 1)), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [f"python -m atnet_jax.infer: error: cannot open video {fake} (not a "
+                                        "video, or an unknown container or codec)"]

@@ -206,7 +206,7 @@ class VideoFileSource(FrameSource):
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
             capture.release()
-            raise ValueError(f"cannot open video {self.path} (unknown container or codec)")
+            raise InputError(f"cannot open video {self.path} (not a video, or an unknown container or codec)")
         self.cache_dir = Path(tempfile.mkdtemp(prefix="atnet_frames_", dir=cache_dir))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.cache_dir, ignore_errors=True)
         paths: list[Path] = []
@@ -232,7 +232,7 @@ class VideoFileSource(FrameSource):
             capture.release()
         if not paths:
             self.close()
-            raise ValueError(f"no frames could be decoded from video {self.path}")
+            raise InputError(f"no frames could be decoded from video {self.path}")
         self.paths = paths
         self.names = [f"{i:05d}" for i in range(len(paths))]
 
