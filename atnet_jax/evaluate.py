@@ -83,8 +83,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     cli.require_path(args.input, "--input")
     if not args.input.is_dir():
         raise cli.UsageError(f"--input {args.input} is a file, expected a DAVIS folder")
-    if args.output.exists() and not args.output.is_dir():
-        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
+    cli.require_writable_folder(args.output, "--output")
     try:
         shard = protocol.parse_shard(args.shard) if args.shard else (0, 1)
     except ValueError as err:
@@ -198,6 +197,7 @@ def merge_command(args: argparse.Namespace) -> None:
         raise cli.UsageError("--merge takes the shards' folders and --output (and --overwrite) only")
     for folder in args.merge:
         cli.require_path(folder, "--merge")
+    cli.require_writable_folder(args.output, "--output")
     try:
         result = merge(args.merge, args.output, overwrite=args.overwrite)
     except OutputConflict as err:

@@ -84,6 +84,7 @@ def train_command(args: argparse.Namespace) -> None:
         raise cli.UsageError("--coordinator-address, --num-processes and --process-id need --distributed")
     if not args.config.is_file():
         raise FileNotFoundError(f"--config {args.config}: no such file")
+    cli.require_writable_folder(args.workdir, "--workdir")
     try:
         config = override(load_config(args.config), args.overrides)
     except ValueError as err:

@@ -250,3 +250,46 @@ def test_fake_video_gives_one_line_and_no_libav_output(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines() == [f"python -m atnet_jax.infer: error: cannot open video {fake} (not a "
                                         "video, or an unknown container or codec)"]
+
+
+# ------------------------------------------------------------------------ outputs checked before any work
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder that cannot be written (root may write anywhere: play a user for whom it is read-only)."""
+    import os
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(folder)
+                        else real_access(p, mode, **kw))
+    return folder
+
+
+def test_unwritable_evaluate_output_is_a_usage_error_before_any_work(tmp_path, read_only, capsys, monkeypatch):
+    from atnet_jax import cli, evaluate
+
+    monkeypatch.setattr(cli, "load_checkpoint", lambda *a, **k: pytest.fail("weights read before the check"))
+    root = tmp_path / "davis"
+    (root / "JPEGImages" / "480p").mkdir(parents=True)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, needle in ((read_only, "is not writable"), (read_only / "new", "cannot be created"),
+                        (a_file, "is a file")):
+        assert evaluate.main(["--input", str(root), "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--output {out}" in err[0] and needle in err[0], err
+    assert evaluate.main(["--merge", str(tmp_path), "--output", str(read_only)]) == 2
+    assert f"--output {read_only} is not writable" in capsys.readouterr().err
+
+
+def test_unwritable_train_workdir_is_a_usage_error_before_any_work(read_only, capsys):
+    from atnet_jax import train
+
+    assert train.main(["--config", "experiments/configs/tiny.py", "--workdir", str(read_only / "run"),
+                       "--stage", "anet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m atnet_jax.train: error: --workdir {read_only / 'run'} cannot be created: "
+                   f"{read_only} is not writable"]
