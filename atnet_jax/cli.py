@@ -149,6 +149,7 @@ def require_writable_folder(path: Path, flag: str) -> Path:
 def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, Any], Any]:
     """``io.weights.load_weights(path)`` -> (variables, model config), with errors that say what was
     expected instead: a UsageError for a missing path or a file, a CheckpointError (exit 1) otherwise."""
+    from atnet_jax.errors import WeightsError
     from atnet_jax.io.weights import CheckpointError, load_weights
 
     require_path(path, flag)
@@ -158,7 +159,7 @@ def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, A
         raise UsageError(f"{flag} {path} is a file, expected an atnet_jax weights folder{hint}")
     try:
         return load_weights(path)
-    except CheckpointError as err:  # names the folder and what it lacks
+    except WeightsError as err:  # names the folder and what is wrong with it
         raise CheckpointError(f"{flag} {one_line(err)}") from err
     except Exception as err:  # orbax: a damaged variables/ folder or a tree that does not match the metadata
         raise CheckpointError(f"{flag} {path}: cannot restore the weights ({type(err).__name__}: "

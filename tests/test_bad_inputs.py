@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atnet_jax.errors import InputError
+from atnet_jax.errors import InputError, WeightsError
 from atnet_jax.io.frames import read_frame
 
 H, W = 48, 64
@@ -293,3 +293,82 @@ def test_unwritable_train_workdir_is_a_usage_error_before_any_work(read_only, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"python -m atnet_jax.train: error: --workdir {read_only / 'run'} cannot be created: "
                    f"{read_only} is not writable"]
+
+
+# ---------------------------------------------------------------------------------- weights in user terms
+
+
+@pytest.fixture
+def saved_weights(tmp_path, tiny_config, tiny_variables):
+    from atnet_jax.io.weights import save_weights
+
+    return save_weights(tmp_path / "weights", tiny_variables, tiny_config)
+
+
+def test_truncated_weights_file_says_the_folder_is_damaged(saved_weights, capsys):
+    from atnet_jax import cli
+
+    biggest = max((p for p in (saved_weights / "variables").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    _truncate(biggest, 0.5)
+    with pytest.raises(WeightsError) as info:
+        cli.load_checkpoint(saved_weights)
+    message = str(info.value)
+    assert message.startswith(f"--checkpoint {saved_weights} is damaged: a file of its variables/ folder is "
+                              "missing, truncated or corrupt")
+    for jargon in ("DATA_LOSS", "OUT_OF_RANGE", "zarr", "ocdbt", "tensorstore"):
+        assert jargon not in message
+
+
+def test_weights_of_another_network_size_give_both_sizes(saved_weights, tiny_config):
+    import dataclasses
+
+    from atnet_jax import cli
+
+    meta = saved_weights / "atnet_jax.json"
+    record = json.loads(meta.read_text())
+    wider = dataclasses.replace(tiny_config, stem_width=tiny_config.stem_width * 2, decoder_width=40)
+    record["model_config"] = wider.to_dict()
+    meta.write_text(json.dumps(record))
+    with pytest.raises(WeightsError) as info:
+        cli.load_checkpoint(saved_weights)
+    message = str(info.value)
+    assert "holds weights of another network size than its atnet_jax.json says" in message
+    assert f"the weights are stem {tiny_config.stem_width}, stage widths {tiny_config.stage_widths}" in message
+    assert f"atnet_jax.json: stem {wider.stem_width}," in message and "decoder 40" in message
+    assert "ScopeParamShapeError" not in message and "Structure mismatch" not in message
+
+
+@pytest.mark.parametrize("with_weights", [True, False])
+def test_training_checkpoint_folder_names_the_weights_folder(tmp_path, saved_weights, with_weights):
+    import shutil
+
+    from atnet_jax import cli
+
+    stage = tmp_path / "runs" / "tiny" / "anet"
+    step = stage / "checkpoints" / "200"
+    step.mkdir(parents=True)
+    (step / "_CHECKPOINT_METADATA").write_text("{}")
+    if with_weights:
+        shutil.copytree(saved_weights, stage / "weights")
+    with pytest.raises(WeightsError) as info:
+        cli.load_checkpoint(step)
+    message = str(info.value)
+    assert f"{step} is not an atnet_jax weights checkpoint" in message
+    assert "checkpoint 200 of a training run" in message and f"{stage / 'weights'}/" in message
+    assert ("pass its weights folder" in message) == with_weights
+
+
+def test_tnet_stage_from_an_anet_of_another_size_gives_both_sizes(tmp_path, saved_weights, tiny_config):
+    import dataclasses
+
+    import jax
+
+    from atnet_jax.training.config import load_config
+    from atnet_jax.training.loop import _initial_state
+
+    config = load_config("experiments/configs/tiny.py")
+    config = dataclasses.replace(config, tnet=dataclasses.replace(config.tnet, init_from=str(saved_weights)))
+    assert config.model != tiny_config
+    with pytest.raises(WeightsError, match=r"holds an A-Net of another size than config.model: stem "
+                       rf"{tiny_config.stem_width}, .* there; stem {config.model.stem_width}, .* in the config"):
+        _initial_state(config, "tnet", tmp_path, jax.random.PRNGKey(0), print)

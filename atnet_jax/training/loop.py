@@ -34,8 +34,9 @@ import orbax.checkpoint as ocp
 
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
+from atnet_jax.errors import WeightsError
 from atnet_jax.io.safe import atomic_write
-from atnet_jax.io.weights import load_weights, save_weights
+from atnet_jax.io.weights import load_weights, network_size, save_weights
 from atnet_jax.models.build import count_params, init_variables
 from atnet_jax.training.config import STAGES, TrainConfig, to_json
 from atnet_jax.training.distributed import barrier, is_main_process, max_over_processes
@@ -116,7 +117,8 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
                                     "exist: run --stage anet first or set tnet.init_from=DIR")
         weights, model_config = load_weights(source, ("anet",))
         if model_config != config.model:
-            raise ValueError(f"{source} holds an A-Net of another size than config.model")
+            raise WeightsError(f"{source} holds an A-Net of another size than config.model: "
+                               f"{network_size(model_config)} there; {network_size(config.model)} in the config")
         frozen = weights["anet"]
     variables = None
     if stage == "tnet" and config.tnet.start_from_anet:
