@@ -251,7 +251,7 @@ def studio(args: argparse.Namespace) -> None:
         signals.append(2)
     print(f"stopped; the workspace is in {ws.root}", file=sys.stderr)
     if signals:
-        raise SystemExit(130)
+        raise cli.Interrupted()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
