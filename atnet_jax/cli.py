@@ -289,7 +289,12 @@ def run(
         return EXIT_USAGE
     _COMMAND_LINE_GUARD.raising = True
     with _InterruptGuard():
-        code = _run(parser, main, args, interrupted=_COMMAND_LINE_GUARD.pending)
+        try:
+            code = _run(parser, main, args, interrupted=_COMMAND_LINE_GUARD.pending)
+        finally:
+            from atnet_jax.io.lock import release_all
+
+            release_all()  # the output locks the command took (atnet_jax.io.lock.hold)
     if code == EXIT_INTERRUPTED and argv is None:
         _exit_interrupted()
     return code

@@ -12,6 +12,7 @@ from typing import Any
 
 from atnet_jax import cli
 from atnet_jax.infer import DEFAULT_CHECKPOINT
+from atnet_jax.io import lock
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 EXAMPLES = """examples:
@@ -84,6 +85,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if not args.input.is_dir():
         raise cli.UsageError(f"--input {args.input} is a file, expected a DAVIS folder")
     cli.require_writable_folder(args.output, "--output")
+    lock.hold(args.output)  # a second run writing this output stops here (ConflictError)
     try:
         shard = protocol.parse_shard(args.shard) if args.shard else (0, 1)
     except ValueError as err:
@@ -198,6 +200,7 @@ def merge_command(args: argparse.Namespace) -> None:
     for folder in args.merge:
         cli.require_path(folder, "--merge")
     cli.require_writable_folder(args.output, "--output")
+    lock.hold(args.output)
     try:
         result = merge(args.merge, args.output, overwrite=args.overwrite)
     except OutputConflict as err:

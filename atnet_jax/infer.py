@@ -17,6 +17,7 @@ from pathlib import Path
 
 import atnet_jax
 from atnet_jax import cli
+from atnet_jax.io import lock
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
 DEFAULT_CHECKPOINT = Path(atnet_jax.__file__).resolve().parent / "assets" / "demo_weights"
@@ -242,6 +243,7 @@ def infer(args: argparse.Namespace) -> None:
     overlay = args.overlay or "video"
     check_results_output(args.output, name, overwrite=args.overwrite)
     check_overlay_writer(overlay)
+    lock.hold(args.output, name)  # a second run writing these results stops here (ConflictError)
 
     frames = open_frames(args.input, args.sequence)
     rounds = [load_scribbles(p, num_frames=len(frames), num_objects=args.objects,
@@ -343,7 +345,8 @@ def demo(args: argparse.Namespace) -> None:
                                 "pass --checkpoint DIR")
     cli.require_path(checkpoint, "--checkpoint")
     cli.require_writable_folder(output, "--output")
-    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+    lock.hold(output)
+    if output.is_dir() and lock.other_entries(output) and not args.overwrite:
         raise FileExistsError(f"{output} already holds results (pass --overwrite to replace them, or "
                               "--output another folder)")
     overlay = args.overlay or "images"

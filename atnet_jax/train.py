@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
+from atnet_jax.io import lock
 
 EXAMPLES = """examples:
   # the paper's schedule: stage 1 (A-Net), then stage 2 (T-Net, A-Net loaded from stage 1)
@@ -104,6 +105,8 @@ def train_command(args: argparse.Namespace) -> None:
         print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on {jax.process_count()} "
               "process(es)")
     try:
+        if jax.process_index() == 0:  # the processes of one run are one holder (a failure here ends them all)
+            lock.hold(args.workdir / args.stage, flag="--workdir")
         result = train(config, args.workdir, args.stage, max_steps=args.max_steps, progress=not args.no_progress)
     except ResumeMismatchError as err:  # every process finds the same
         _fail_together(err, args.distributed, check_others=False)

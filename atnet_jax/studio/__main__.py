@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
+from atnet_jax.io import lock
 
 DEFAULT_WORKSPACE = Path("atnet_studio")
 DEFAULT_PORT = 8765
@@ -138,6 +139,7 @@ def open_workspace(args: argparse.Namespace):
     workspace = args.workspace or DEFAULT_WORKSPACE / name
     if workspace.exists() and not workspace.is_dir():
         raise NotADirectoryError(f"--workspace {workspace} is a file, expected a folder")
+    lock.hold(workspace, flag="--workspace")  # a second studio on this workspace stops here (ConflictError)
     record = _recorded(workspace)
     if source is None:
         source = (workspace / VIDEO_FOLDER).resolve()
