@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output: skip its finished samples (refused if the settings "
                              "differ)")
+    parser.add_argument("--save-masks", action="store_true",
+                        help="also write every round's masks: OUTPUT/masks/<sequence>/<scribble_idx>/round_<r>/"
+                             "%%05d.png (DAVIS palette PNGs)")
     parser.add_argument("--shard", metavar="I/N",
                         help="evaluate every N-th sample, starting at sample I (0 <= I < N); merge with --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def evaluate_command(args: argparse.Namespace) -> None:
     from atnet_jax.evaluation import protocol
+    from atnet_jax.evaluation.masks import MaskWriter
     from atnet_jax.io.davis import DavisFolder
 
     if args.merge:
@@ -109,7 +113,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
     make_session = functools.partial(open_session, variables, model_config, args.size)
     result = protocol.evaluate(sources, make_session, config, args.output, settings=settings, shard=shard,
-                               resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug)
+                               resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug,
+                               on_round=MaskWriter(args.output) if args.save_masks else None)
     if result is None:
         print(f"no sample in this shard: {args.output} holds its settings only (--merge needs it)")
     else:
@@ -195,7 +200,7 @@ def load_sequence(davis: Any, name: str) -> Any:
 def merge_command(args: argparse.Namespace) -> None:
     from atnet_jax.evaluation.protocol import OutputConflict, merge
 
-    if args.input or args.shard or args.resume or args.sequences or args.subset:
+    if args.input or args.shard or args.resume or args.sequences or args.subset or args.save_masks:
         raise cli.UsageError("--merge takes the shards' folders and --output (and --overwrite) only")
     for folder in args.merge:
         cli.require_path(folder, "--merge")
