@@ -104,7 +104,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             width, height = im.size
     except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot decode {path}: {e}") from e
+        raise InputError(f"cannot decode {path} (truncated or corrupt): {e}") from e
     return height, width
 
 

@@ -10,6 +10,7 @@ Folders are written next to the target and renamed into place, so a crash never 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -106,23 +107,30 @@ def load_weights(
         )
     config = ModelConfig.from_dict(metadata["model_config"])
     target = abstract_variables(config, tuple(metadata["networks"]))
-    checkpointer = ocp.StandardCheckpointer()
     damaged = (f"{directory} is damaged: a file of its {_VARIABLES_DIR}/ folder is missing, truncated or corrupt "
                "(an incomplete copy or download?); copy it again, or convert or export the weights again")
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # orbax's own warnings about a damaged folder: the error below says it
     try:
-        stored = checkpointer.metadata(directory / _VARIABLES_DIR)
-        stored = _shapes(getattr(stored, "item_metadata", stored))
-    except Exception as err:  # noqa: BLE001 (orbax/tensorstore raise many kinds for a damaged folder)
-        raise WeightsError(damaged) from err
-    if not stored:
-        raise WeightsError(damaged)
-    if stored != _shapes(target):
-        raise WeightsError(f"{directory} holds weights of another network size than its {METADATA_FILE} says: "
-                           f"the weights are {_stored_size(stored)}; {METADATA_FILE}: {network_size(config)}")
-    try:
-        restored = checkpointer.restore(directory / _VARIABLES_DIR, target)
-    except Exception as err:  # noqa: BLE001 (as above)
-        raise WeightsError(damaged) from err
+        with ocp.StandardCheckpointer() as checkpointer:  # closed on errors too: no thread outlives the call
+            try:
+                stored = checkpointer.metadata(directory / _VARIABLES_DIR)
+                stored = _shapes(getattr(stored, "item_metadata", stored))
+            except Exception as err:  # noqa: BLE001 (orbax/tensorstore raise many kinds for a damaged folder)
+                raise WeightsError(damaged) from err
+            if not stored:
+                raise WeightsError(damaged)
+            if stored != _shapes(target):
+                raise WeightsError(f"{directory} holds weights of another network size than its {METADATA_FILE} "
+                                   f"says: the weights are {_stored_size(stored)}; {METADATA_FILE}: "
+                                   f"{network_size(config)}")
+            try:
+                restored = checkpointer.restore(directory / _VARIABLES_DIR, target)
+            except Exception as err:  # noqa: BLE001 (as above)
+                raise WeightsError(damaged) from err
+    finally:
+        absl_logger.setLevel(level)
     return {n: restored[n] for n in networks}, config
 
 
