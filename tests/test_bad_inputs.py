@@ -372,3 +372,29 @@ def test_tnet_stage_from_an_anet_of_another_size_gives_both_sizes(tmp_path, save
     with pytest.raises(WeightsError, match=r"holds an A-Net of another size than config.model: stem "
                        rf"{tiny_config.stem_width}, .* there; stem {config.model.stem_width}, .* in the config"):
         _initial_state(config, "tnet", tmp_path, jax.random.PRNGKey(0), print)
+
+
+def test_truncated_jpeg_in_the_studio_api_is_a_422_naming_the_file(tmp_path):
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*httpx.*")
+    from starlette.testclient import TestClient
+
+    from atnet_jax import cli
+    from atnet_jax.infer import DEFAULT_CHECKPOINT
+    from atnet_jax.inference.session import Session
+    from atnet_jax.io.davis import open_frames
+    from atnet_jax.studio.app import create_app
+    from atnet_jax.studio.workspace import Workspace
+
+    paths = _frames_folder(tmp_path / "video")
+    variables, config = cli.load_checkpoint(DEFAULT_CHECKPOINT)
+    session = Session(open_frames(tmp_path / "video"), variables, config, 1)
+    ws = Workspace(tmp_path / "ws", session, name="video", video={"args": ["--input", str(tmp_path / "video")]},
+                   checkpoint=str(DEFAULT_CHECKPOINT), demo_weights=True)
+    _truncate(paths[2])
+    with TestClient(create_app(ws)) as client:
+        assert client.get("/api/frames/1").status_code == 200
+        reply = client.get("/api/frames/2")
+    assert reply.status_code == 422
+    assert "00002.jpg is truncated or corrupt" in reply.json()["error"]

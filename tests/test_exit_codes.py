@@ -194,6 +194,7 @@ def inputs(tmp_path_factory):
     for proc in holders:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 @pytest.mark.parametrize("name, command, argv, code, pattern", CASES, ids=[c[0] for c in CASES])
@@ -212,9 +213,21 @@ def test_exit_code_and_first_line(name, command, argv, code, pattern, inputs, tm
     assert "Traceback" not in err
 
 
-def main(skip: list[str]) -> None:
-    """Print the table as Markdown for the code on PYTHONPATH (``skip``: case ids not to run, e.g. one that
-    would start a server that never stops on code without output locks)."""
+def run_process(command: str, argv: str, inputs: dict[str, str], out: Path) -> tuple[int, str]:
+    """The case as ``python -m <command>`` in a process of its own -> (exit code, stderr)."""
+    args = argv.format(out=str(out), **inputs).split()
+    module = MODULES[command].removesuffix(".__main__")
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600,
+                          cwd=inputs["tmp"])
+    return proc.returncode, proc.stderr
+
+
+def main(argv: list[str]) -> None:
+    """Print the table as Markdown for the code on PYTHONPATH: ``--processes`` runs each case as a command of
+    its own (else in this process); other arguments are case ids not to run (e.g. ones that would start a
+    server that never stops, on code that lets them)."""
+    processes = "--processes" in argv
+    skip = [a for a in argv if a != "--processes"]
     import contextlib
     import io
     import tempfile
@@ -223,18 +236,23 @@ def main(skip: list[str]) -> None:
         inputs, holders = make_inputs(Path(tmp))
         print("| case | exit | first line of stderr |\n|---|---|---|")
         try:
-            for i, (name, command, argv, _, _) in enumerate(CASES):
+            for i, (name, command, case_argv, _, _) in enumerate(CASES):
                 if name in skip:
                     print(f"| {name} | (not run) | |")
                     continue
                 out = Path(tmp) / f"out{i}"
+                if processes:
+                    code, stderr = run_process(command, case_argv, inputs, out)
+                    line = first_line(stderr).replace("|", "\\|")
+                    print(f"| {name} | {code} | {line[:160]} |", flush=True)
+                    continue
                 err = io.StringIO()
                 r, w = os.pipe()
                 saved = os.dup(2)
                 os.dup2(w, 2)
                 try:
                     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                        code = run_case(command, argv, inputs, out)
+                        code = run_case(command, case_argv, inputs, out)
                 finally:
                     os.dup2(saved, 2)
                     os.close(w)
@@ -245,6 +263,8 @@ def main(skip: list[str]) -> None:
         finally:
             for proc in holders:
                 proc.kill()
+                proc.wait()
+                proc.stdout.close()
 
 
 if __name__ == "__main__":

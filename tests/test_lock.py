@@ -43,6 +43,7 @@ def holder(tmp_path):
     for proc in procs:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def test_a_second_holder_is_refused_naming_the_first(tmp_path, holder):

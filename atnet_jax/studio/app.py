@@ -41,6 +41,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from atnet_jax.errors import AtnetError, one_line
 from atnet_jax.studio.workspace import StudioError, Workspace
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -208,6 +209,12 @@ async def _studio_error(request: Request, exc: Exception) -> Response:
     return error(exc.status, exc.message)
 
 
+async def _atnet_error(request: Request, exc: Exception) -> Response:
+    """The error family's kinds by their status (a truncated frame: 422), with the one-line message."""
+    assert isinstance(exc, AtnetError)
+    return error(exc.http_status, one_line(exc))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -295,6 +302,7 @@ def create_app(workspace: Workspace, *, token: str | None = None,
         await asyncio.get_running_loop().run_in_executor(None, studio.close)
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={StudioError: _studio_error, HTTPException: _http_error})
+                    exception_handlers={StudioError: _studio_error, HTTPException: _http_error,
+                                        AtnetError: _atnet_error})
     app.state.studio = studio
     return Guard(app, token=token, allowed_hosts=allowed_hosts)  # type: ignore[return-value]
