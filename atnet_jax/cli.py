@@ -4,28 +4,25 @@ Flag names mean the same in every command: ``--checkpoint`` (an atnet_jax weight
 ``--input`` (what the command reads), ``--output`` (where it writes), ``--overwrite`` (replace earlier
 results instead of refusing) and ``--debug`` (full tracebacks).
 
-Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad
-arguments, paths that do not exist, outputs that would be overwritten or cannot be written), 130 interrupted
-(Ctrl-C). Errors are one line on stderr, ``<prog>: error: <what is wrong>`` (``<prog>: interrupted`` for
-Ctrl-C); ``--debug`` shows the traceback instead.
+Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad or
+out-of-range arguments, paths that do not exist, outputs that would be overwritten, cannot be written or are
+being written by another run), 130 interrupted (Ctrl-C, at any moment: :mod:`atnet_jax.interrupts`).
+Errors are one line on stderr, ``<prog>: error: <what is wrong>`` (``<prog>: interrupted`` for Ctrl-C);
+``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
-import _thread
 import argparse
 import copy
-import gc
 import math
 import os
-import signal
 import sys
 import textwrap
-import threading
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from atnet_jax import interrupts
 from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -184,91 +181,6 @@ def _report(parser: argparse.ArgumentParser, message: str) -> None:
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
 
 
-class _InterruptGuard:
-    """Ctrl-C as a KeyboardInterrupt in the main thread that is never lost or disguised.
-
-    Python raises the KeyboardInterrupt of SIGINT wherever the main thread is: inside a garbage-collector
-    callback (JAX registers one) or a ``__del__`` it is printed as "Exception ignored" and dropped (the run goes
-    on to the end); inside an import it can come out as another error (``RuntimeError: Error calling
-    __set_name__``) or leave a half-imported module behind. There the handler defers the interrupt and
-    delivers it again a moment later, once the main thread is back in ordinary code. Before :func:`run` has
-    started the command (``raising`` False: the command's imports, building its parser), a Ctrl-C is kept
-    ``pending`` and :func:`run` stops at its start.
-    """
-
-    def __init__(self) -> None:
-        self.previous: Any = None
-        self.raising = True
-        self.pending = False
-
-    def __enter__(self) -> _InterruptGuard:
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not self.raising:
-            self.pending = True
-            return
-        if _unsafe_to_raise(frame):
-            timer = threading.Timer(0.05, self._deliver_again)
-            timer.daemon = True
-            timer.start()
-            return
-        raise KeyboardInterrupt
-
-    def _deliver_again(self) -> None:
-        if signal.getsignal(signal.SIGINT) == self._handle:
-            _thread.interrupt_main(signal.SIGINT)
-
-
-def _unsafe_to_raise(frame: Any) -> bool:
-    """``frame`` or one of its callers is a ``__del__``, a weakref or gc callback (where an exception is printed
-    and dropped) or an import."""
-    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
-    while frame is not None:
-        code = frame.f_code
-        if code in callbacks or code.co_name == "__del__" or code.co_filename == weakref.__file__ \
-                or code.co_filename.startswith("<frozen importlib"):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _guard_command_line() -> None:
-    """Run as ``python -m atnet_jax.<command>``: guard Ctrl-C from here on, so that the command's own imports
-    (seconds, before :func:`run`) are covered too. Imported as a library, nothing changes."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(spec, "name", "").startswith("atnet_jax."):
-        _COMMAND_LINE_GUARD.raising = False
-        _COMMAND_LINE_GUARD.__enter__()
-
-
-_COMMAND_LINE_GUARD = _InterruptGuard()
-
-
-def _exit_interrupted() -> None:
-    """Leave the process now with exit code 130, once the message is out and the outputs are safe.
-
-    After Ctrl-C, XLA may still be compiling on its own threads; the interpreter's shutdown then races them and
-    can crash (a segfault, exit 139). Temporary folders (frame caches) are removed first, as at a normal exit.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not start a traceback now
-    weakref.finalize._exitfunc()  # type: ignore[attr-defined]  (the finalizers a normal exit runs)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(EXIT_INTERRUPTED)
-
-
 def run(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], None],
@@ -279,7 +191,7 @@ def run(
     returned as 2 too (argparse's message is printed); ``--help`` exits 0 as argparse does.
 
     Run from the command line (``argv`` None), an interrupted command leaves the process at once with 130
-    (:func:`_exit_interrupted`); called with ``argv`` (tests, scripts) it returns the code.
+    (:func:`atnet_jax.interrupts.exit_interrupted`); called with ``argv`` (tests, scripts) it returns the code.
     """
     try:
         args = parser.parse_args(argv)
@@ -287,16 +199,16 @@ def run(
         if not exit_.code:
             raise
         return EXIT_USAGE
-    _COMMAND_LINE_GUARD.raising = True
-    with _InterruptGuard():
+    interrupts.COMMAND_LINE.raising = True
+    with interrupts.InterruptGuard():
         try:
-            code = _run(parser, main, args, interrupted=_COMMAND_LINE_GUARD.pending)
+            code = _run(parser, main, args, interrupted=interrupts.COMMAND_LINE.pending)
         finally:
             from atnet_jax.io.lock import release_all
 
             release_all()  # the output locks the command took (atnet_jax.io.lock.hold)
     if code == EXIT_INTERRUPTED and argv is None:
-        _exit_interrupted()
+        interrupts.exit_interrupted()
     return code
 
 
@@ -335,6 +247,3 @@ def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], N
         _report(parser, f"unexpected {type(err).__name__}: {one_line(err)} (rerun with --debug for the traceback)")
         return EXIT_FAILURE
     return EXIT_OK
-
-
-_guard_command_line()
