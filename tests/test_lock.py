@@ -136,3 +136,9 @@ def test_second_studio_on_a_workspace_and_second_training_stop_at_once(tmp_path,
                        "--stage", "anet", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert f"--workdir {(run / 'anet').absolute()} is in use by another run (pid {first.pid}" in err[-1]
+
+
+def test_release_removes_the_parent_folders_the_lock_made(tmp_path):
+    lock.hold(tmp_path / "runs" / "tiny" / "anet", flag="--workdir")
+    lock.release_all()
+    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ class OutputLock:
     def __init__(self, folder: Path, part: str | None, flag: str) -> None:
         self.folder, self.part, self.flag = folder, part, flag
         self.path = folder / (LOCK_NAME if part is None else f"{LOCK_NAME}.{part}")
-        self.created = not folder.exists()
+        self.made = [p for p in (folder, *folder.parents) if not p.exists()]  # the folders mkdir will make
         self._fd: int | None = None
 
     def acquire(self) -> OutputLock:
@@ -69,7 +69,7 @@ class OutputLock:
         return f"{self.flag} {what} is in use by another run ({who}); wait for it to end or stop it"
 
     def release(self) -> None:
-        """Remove the lock file and unlock; remove the folder too where the lock made it and it stayed empty."""
+        """Remove the lock file and unlock; remove the folders the lock made too, where they stayed empty."""
         if self._fd is None:
             return
         try:
@@ -78,11 +78,11 @@ class OutputLock:
             os.close(self._fd)
             self._fd = None
             _HELD.pop(self.path, None)
-        if self.created:
+        for folder in self.made:
             try:
-                self.folder.rmdir()
+                folder.rmdir()
             except OSError:  # not empty: results were written
-                pass
+                break
 
 
 _HELD: dict[Path, OutputLock] = {}
