@@ -115,6 +115,7 @@ def load_weights(
     try:
         with ocp.StandardCheckpointer() as checkpointer:  # closed on errors too: no thread outlives the call
             try:
+                _read_all(directory / _VARIABLES_DIR)
                 stored = checkpointer.metadata(directory / _VARIABLES_DIR)
                 stored = _shapes(getattr(stored, "item_metadata", stored))
             except Exception as err:  # noqa: BLE001 (orbax/tensorstore raise many kinds for a damaged folder)
@@ -132,6 +133,22 @@ def load_weights(
     finally:
         absl_logger.setLevel(level)
     return {n: restored[n] for n in networks}, config
+
+
+def _read_all(variables_dir: Path) -> None:
+    """Read every stored value once (raises where a data file is truncated or missing).
+
+    Orbax's restore reads many arrays at once; when one read fails, the others end after its event loop has
+    closed and each prints a traceback of its own. Read here first, without an event loop, so that a damaged
+    folder fails cleanly; the restore then reads from the page cache.
+    """
+    import tensorstore as ts
+
+    if not (variables_dir / "manifest.ocdbt").is_file():
+        return  # not an OCDBT checkpoint: left to orbax
+    store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{variables_dir.resolve()}/"}).result()
+    for read in [store.read(key) for key in store.list().result()]:
+        read.result()
 
 
 def network_size(config: ModelConfig) -> str:
