@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in --output: skip its finished samples (refused if the settings "
                              "differ)")
     parser.add_argument("--save-masks", action="store_true",
-                        help="also write every round's masks: OUTPUT/masks/<sequence>/<scribble_idx>/round_<r>/"
-                             "%%05d.png (DAVIS palette PNGs)")
+                        help="also write every scored round's masks as DAVIS palette PNGs, a folder per sample "
+                             "and round: masks/SEQUENCE/SCRIBBLE_IDX/round_R/%%05d.png")
     parser.add_argument("--shard", metavar="I/N",
                         help="evaluate every N-th sample, starting at sample I (0 <= I < N); merge with --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
