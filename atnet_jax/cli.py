@@ -4,15 +4,17 @@ Flag names mean the same in every command: ``--checkpoint`` (an atnet_jax weight
 ``--input`` (what the command reads), ``--output`` (where it writes), ``--overwrite`` (replace earlier
 results instead of refusing) and ``--debug`` (full tracebacks).
 
-Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad
-arguments, paths that do not exist, outputs that would be overwritten or cannot be written), 130 interrupted
-(Ctrl-C). Errors are one line on stderr, ``<prog>: error: <what is wrong>`` (``<prog>: interrupted`` for
-Ctrl-C); ``--debug`` shows the traceback instead.
+Exit codes: 0 success, 1 runtime failure (bad file contents, failed computation), 2 usage error (bad or
+out-of-range arguments, paths that do not exist, outputs that would be overwritten, cannot be written or are
+being written by another run), 130 interrupted (Ctrl-C, at any moment: :mod:`atnet_jax.interrupts`).
+Errors are one line on stderr, ``<prog>: error: <what is wrong>`` (``<prog>: interrupted`` for Ctrl-C);
+``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import textwrap
 import warnings
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from atnet_jax import __version__
+from atnet_jax import __version__, interrupts
 from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -28,6 +30,7 @@ from atnet_jax.errors import (  # noqa: F401 (the commands' names for them)
     EXIT_USAGE,
     AtnetError,
     AtnetWarning,
+    Interrupted,
     UsageError,
     one_line,
 )
@@ -45,6 +48,15 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return super()._format_action_invocation(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``<prog>: error: <what is wrong>`` (exit 2), as the commands'
+    own errors are."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _end_progress_bars()
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
+
 def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     """An argument parser with the shared ``--debug`` and ``--version`` flags; ``epilog`` holds the examples.
 
@@ -52,8 +64,7 @@ def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentPa
     their line breaks.
     """
     description = "\n\n".join(p if "\n" in p else textwrap.fill(p, 100) for p in description.split("\n\n"))
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                     formatter_class=_HelpFormatter)
+    parser = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     parser.add_argument("--version", action="version", version=f"atnet_jax {__version__}")
     return parser
@@ -68,6 +79,47 @@ def add_argument(parser: argparse.ArgumentParser, *names: str, old_names: Sequen
     return action
 
 
+# ------------------------------------------------------------------ argument types (argparse ``type=``)
+
+
+def int_range(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """An argparse ``type=``: an integer in ``[low, high]`` (no upper bound for None); ``what`` names the unit
+    in the message (e.g. "pixels")."""
+    unit = f" {what}" if what else ""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number{unit}, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}{unit}, got {number}")
+        return number
+
+    parse.__name__ = f"int_range({low}, {high})"
+    return parse
+
+
+positive_int = int_range(1)
+"""An argparse ``type=``: a whole number >= 1 (rounds, steps, sizes, counts, batch sizes)."""
+nonnegative_int = int_range(0)
+"""An argparse ``type=``: a whole number >= 0 (an index, a seed)."""
+port = int_range(0, 65535)
+"""An argparse ``type=``: a TCP port, 0 for any free one."""
+
+
+def positive_float(value: str) -> float:
+    """An argparse ``type=``: a finite number > 0 (a time budget, a rate)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {value}")
+    return number
+
+
 def require_path(path: Path, flag: str) -> Path:
     """``path`` if it exists; else a :class:`UsageError` naming the flag."""
     if not path.exists():
@@ -75,9 +127,17 @@ def require_path(path: Path, flag: str) -> Path:
     return path
 
 
+def require_sequence_input(path: Path, sequence: str | None) -> None:
+    """With ``--sequence``, ``--input`` must be a folder (a DAVIS root): UsageError for a file (a video)."""
+    if sequence is not None and path.is_file():
+        raise UsageError(f"--sequence {sequence} names a sequence of a DAVIS folder, but --input {path} is a file; "
+                         "leave --sequence out for a video file")
+
+
 def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, Any], Any]:
     """``io.weights.load_weights(path)`` -> (variables, model config), with errors that say what was
     expected instead: a UsageError for a missing path or a file, a CheckpointError (exit 1) otherwise."""
+    from atnet_jax.errors import WeightsError
     from atnet_jax.io.weights import CheckpointError, load_weights
 
     require_path(path, flag)
@@ -87,7 +147,7 @@ def load_checkpoint(path: Path, flag: str = "--checkpoint") -> tuple[dict[str, A
         raise UsageError(f"{flag} {path} is a file, expected an atnet_jax weights folder{hint}")
     try:
         return load_weights(path)
-    except CheckpointError as err:  # names the folder and what it lacks
+    except WeightsError as err:  # names the folder and what is wrong with it
         raise CheckpointError(f"{flag} {one_line(err)}") from err
     except Exception as err:  # orbax: a damaged variables/ folder or a tree that does not match the metadata
         raise CheckpointError(f"{flag} {path}: cannot restore the weights ({type(err).__name__}: "
@@ -133,9 +193,36 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse ``argv`` and run ``main``; map failures to a one-line message and an exit code: 0 done, 1 failed,
-    2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT)."""
-    args = parser.parse_args(argv)
+    2 usage error, 130 interrupted by Ctrl-C (``<prog>: interrupted``, as a shell reports SIGINT). A bad flag is
+    returned as 2 too (argparse's message is printed); ``--help`` exits 0 as argparse does.
+
+    Run from the command line (``argv`` None), an interrupted command leaves the process at once with 130
+    (:func:`atnet_jax.interrupts.exit_interrupted`); called with ``argv`` (tests, scripts) it returns the code.
+    """
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        if not exit_.code:
+            raise
+        return EXIT_USAGE
+    interrupts.COMMAND_LINE.raising = True
+    with interrupts.InterruptGuard():
+        try:
+            code = _run(parser, main, args, interrupted=interrupts.COMMAND_LINE.pending)
+        finally:
+            from atnet_jax.io.lock import release_all
+
+            release_all()  # the output locks the command took (atnet_jax.io.lock.hold)
+    if code == EXIT_INTERRUPTED and argv is None:
+        interrupts.exit_interrupted()
+    return code
+
+
+def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], None], args: argparse.Namespace,
+         *, interrupted: bool = False) -> int:
+    try:
+        if interrupted:  # Ctrl-C before the command started
+            raise KeyboardInterrupt
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(parser, warnings.showwarning)
             main(args)

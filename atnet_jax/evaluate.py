@@ -11,6 +11,7 @@ from typing import Any
 
 from atnet_jax import cli
 from atnet_jax.demo import DEFAULT_CHECKPOINT
+from atnet_jax.io import lock
 from atnet_jax.io.weights import folder_fingerprint
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE, parse_processing_size
 
@@ -51,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, metavar="DIR", help="folder for the reports")
     parser.add_argument("--metric", choices=("J", "J_AND_F"), default="J_AND_F",
                         help="metric the robot minimises and the summary reports (default: J_AND_F)")
-    parser.add_argument("--max-rounds", type=int, default=8, help="interactions per sample (default: 8)")
-    parser.add_argument("--time-per-object", type=float, default=30.0,
+    parser.add_argument("--max-rounds", type=cli.positive_int, default=8, help="interactions per sample (default: 8)")
+    parser.add_argument("--time-per-object", type=cli.positive_float, default=30.0,
                         help="seconds of model time per round per object (default: 30)")
-    parser.add_argument("--min-nb-nodes", type=int, default=4,
+    parser.add_argument("--min-nb-nodes", type=cli.positive_int, default=4,
                         help="robot: smallest skeleton that gives a stroke (DAVIS: 4; ATNet's paper: 2)")
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels (default: "
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output: skip its finished samples (refused if the settings "
                              "differ)")
+    parser.add_argument("--save-masks", action="store_true",
+                        help="also write every scored round's masks as DAVIS palette PNGs, a folder per sample "
+                             "and round: masks/SEQUENCE/SCRIBBLE_IDX/round_R/%%05d.png")
     parser.add_argument("--shard", metavar="I/N",
                         help="evaluate every N-th sample, starting at sample I (0 <= I < N); merge with --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
@@ -72,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def evaluate_command(args: argparse.Namespace) -> None:
     from atnet_jax.evaluation import protocol
+    from atnet_jax.evaluation.masks import MaskWriter
     from atnet_jax.io.davis import DavisFolder
 
     if args.merge:
@@ -83,10 +88,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
     cli.require_path(args.input, "--input")
     if not args.input.is_dir():
         raise cli.UsageError(f"--input {args.input} is a file, expected a DAVIS folder")
-    if args.max_rounds < 1:
-        raise cli.UsageError(f"--max-rounds must be at least 1, got {args.max_rounds}")
-    if args.output.exists() and not args.output.is_dir():
-        raise NotADirectoryError(f"--output {args.output} is a file, expected a folder")
+    cli.require_writable_folder(args.output, "--output")
+    lock.hold(args.output)  # a second run writing this output stops here (ConflictError)
     try:
         shard = protocol.parse_shard(args.shard) if args.shard else (0, 1)
     except ValueError as err:
@@ -110,7 +113,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
           + f", metric {args.metric}, up to {args.max_rounds} rounds")
     make_session = functools.partial(open_session, predictor, args.size)
     result = protocol.evaluate(sources, make_session, config, args.output, settings=settings, shard=shard,
-                               resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug)
+                               resume=args.resume, overwrite=args.overwrite, raise_errors=args.debug,
+                               on_round=MaskWriter(args.output) if args.save_masks else None)
     if result is None:
         print(f"no sample in this shard: {args.output} holds its settings only (--merge needs it)")
     else:
@@ -185,10 +189,12 @@ def load_sequence(davis: Any, name: str) -> Any:
 def merge_command(args: argparse.Namespace) -> None:
     from atnet_jax.evaluation.protocol import OutputConflict, merge
 
-    if args.input or args.shard or args.resume or args.sequences or args.subset:
+    if args.input or args.shard or args.resume or args.sequences or args.subset or args.save_masks:
         raise cli.UsageError("--merge takes the shards' folders and --output (and --overwrite) only")
     for folder in args.merge:
         cli.require_path(folder, "--merge")
+    cli.require_writable_folder(args.output, "--output")
+    lock.hold(args.output)
     try:
         result = merge(args.merge, args.output, overwrite=args.overwrite)
     except OutputConflict as err:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from atnet_jax import cli, demo
 from atnet_jax.errors import ConflictError, InputError
+from atnet_jax.io import lock
 from atnet_jax.io.export import (
     OVERLAYS,
     check_overlay_writer,
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="results folder: DIR/<sequence>/%%05d.png and DIR/<sequence>_overlay* (needed with "
                              f"--input; the demo's default: {DEMO_OUTPUT})")
-    parser.add_argument("--objects", type=int, metavar="K",
+    parser.add_argument("--objects", type=cli.positive_int, metavar="K",
                         help="number of objects (default: the largest object id in the files; an object with "
                              "no stroke or click of its own in any file is an error unless --objects asks for it)")
     parser.add_argument("--overlay", choices=OVERLAYS,
@@ -157,13 +158,14 @@ def infer(args: argparse.Namespace) -> None:
                              "frame is a round)")
     if args.output is None:
         raise cli.UsageError("--input needs --output DIR (the results folder)")
-    if args.objects is not None and args.objects < 1:
-        raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     cli.require_path(args.input, "--input")
     for path in files:
-        cli.require_path(path, flag)
+        if cli.require_path(path, flag).is_dir():
+            kind = "a DAVIS scribble file" if flag == "--scribbles" else "a click file"
+            raise cli.UsageError(f"{flag} {path} is a folder, expected a .json file ({kind})")
     checkpoint = args.checkpoint or demo.DEFAULT_CHECKPOINT
     cli.require_path(checkpoint, "--checkpoint")
+    cli.require_sequence_input(args.input, args.sequence)
     if args.sequence is None and (args.input / "JPEGImages").is_dir():
         images = args.input / "JPEGImages" / "480p"
         names = DavisFolder(args.input).sequences() if images.is_dir() else []
@@ -173,6 +175,7 @@ def infer(args: argparse.Namespace) -> None:
     overlay = args.overlay or "video"
     check_results_output(args.output, name, overwrite=args.overwrite)
     check_overlay_writer(overlay)
+    lock.hold(args.output, name)  # a second run writing these results stops here (ConflictError)
 
     frames = open_frames(args.input, args.sequence)
     rounds, num_objects = read_rounds(args, len(frames))
@@ -251,7 +254,8 @@ def run_demo(args: argparse.Namespace) -> None:
                                 "pass --checkpoint DIR")
     cli.require_path(checkpoint, "--checkpoint")
     cli.require_writable_folder(output, "--output")
-    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+    lock.hold(output)
+    if output.is_dir() and lock.other_entries(output) and not args.overwrite:
         raise ConflictError(f"{output} already holds results (pass --overwrite to replace them, or "
                               "--output another folder)")
     overlay = args.overlay or "images"

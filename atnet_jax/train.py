@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
+from atnet_jax.io import lock
 
 EXAMPLES = """examples:
   # the paper's schedule: stage 1 (A-Net), then stage 2 (T-Net, A-Net loaded from stage 1)
@@ -25,7 +26,9 @@ EXAMPLES = """examples:
       --distributed --coordinator-address host0:1234 --num-processes 4 --process-id 0
 
 A run resumes from the newest checkpoint in WORKDIR/<stage>/checkpoints, with the same config (else it stops,
-naming the keys that differ); Ctrl-C (exit 130) or SIGTERM (exit 1) saves first, in every process.
+naming the keys that differ). Ctrl-C saves a checkpoint in every process and exits 130. SIGTERM (a scheduler
+preempting or cancelling the job) also saves one in every process, then exits 1, so that the scheduler counts
+the job as not finished and can requeue it; the same command resumes from that checkpoint.
 Outputs: WORKDIR/<stage>/metrics.csv, checkpoints/, config.json and, when the stage stops, weights/
 (stage tnet: both networks, ready for python -m atnet_jax.infer and evaluate).
 """
@@ -54,16 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anet (stage 1) or tnet (stage 2, needs stage 1's weights)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override config keys, e.g. anet.batch_size=8 data.crop=256,256 (list below)")
-    parser.add_argument("--max-steps", type=int, metavar="N",
+    parser.add_argument("--max-steps", type=cli.positive_int, metavar="N",
                         help="stop (and save) at global step N this time (default: the end of the schedule)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first (multi-host GPU clusters, TPU pod slices)")
     parser.add_argument("--coordinator-address", metavar="HOST:PORT",
                         help="with --distributed: process 0's address (not needed on TPU or SLURM)")
-    parser.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: number of hosts")
-    parser.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this host's index")
-    parser.add_argument("--heartbeat-timeout", type=int, default=60, metavar="S",
+    parser.add_argument("--num-processes", type=cli.positive_int, metavar="N",
+                        help="with --distributed: number of hosts")
+    parser.add_argument("--process-id", type=cli.nonnegative_int, metavar="I",
+                        help="with --distributed: this host's index")
+    parser.add_argument("--heartbeat-timeout", type=cli.positive_int, default=60, metavar="S",
                         help="with --distributed: a process silent for S seconds counts as dead (default: 60)")
     return parser
 
@@ -78,12 +83,9 @@ def train_command(args: argparse.Namespace) -> None:
     if (args.coordinator_address or args.num_processes is not None or args.process_id is not None) \
             and not args.distributed:
         raise cli.UsageError("--coordinator-address, --num-processes and --process-id need --distributed")
-    if args.heartbeat_timeout < 1:
-        raise cli.UsageError(f"--heartbeat-timeout must be at least 1, got {args.heartbeat_timeout}")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise cli.UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
     if not args.config.is_file():
         raise FileNotFoundError(f"--config {args.config}: no such file")
+    cli.require_writable_folder(args.workdir, "--workdir")
     try:
         config = override(load_config(args.config), args.overrides)
     except ValueError as err:
@@ -103,6 +105,8 @@ def train_command(args: argparse.Namespace) -> None:
         print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on {jax.process_count()} "
               "process(es)")
     try:
+        if jax.process_index() == 0:  # the processes of one run are one holder (a failure here ends them all)
+            lock.hold(args.workdir / args.stage, flag="--workdir")
         result = train(config, args.workdir, args.stage, max_steps=args.max_steps, progress=not args.no_progress)
     except ResumeMismatchError as err:  # every process finds the same
         _fail_together(err, args.distributed, check_others=False)

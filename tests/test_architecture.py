@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "atnet_jax"
 # Bottom to top. A module may import modules of its own layer or of a layer below.
 LAYERS: list[tuple[str, ...]] = [
     ("atnet_jax", "atnet_jax.errors"),
+    ("atnet_jax.interrupts",),
     ("atnet_jax.models",),
     ("atnet_jax.io",),
     ("atnet_jax.interaction",),

@@ -78,11 +78,34 @@ def test_annotated_frames_are_never_chosen(scene):
     assert robot.worst_frame(pred, gt, annotated_frames=[0, 1, 2, 3]) == 2
 
 
-def test_ties_go_to_the_first_frame(scene):
+def _official_worst_frame(metric: np.ndarray, annotated_frames) -> int:
+    """davisinteractive's service: walk ``metric.argsort()`` to the first frame not annotated yet; the worst
+    frame of all when every frame is annotated."""
+    worst = metric.argsort()
+    for frame in worst:
+        if frame not in annotated_frames:
+            return int(frame)
+    return int(worst[0])
+
+
+def test_tied_worst_frames_are_chosen_as_the_official_service_chooses(scene, monkeypatch):
     _, gt = scene
     pred = np.zeros_like(gt)  # every frame J = 0
-    assert InteractiveRobot().worst_frame(pred, gt) == 0
-    assert InteractiveRobot().worst_frame(pred, gt, annotated_frames=[0]) == 1
+    for annotated in ([], [0], [0, 1, 2, 3]):
+        scores = InteractiveRobot.frame_scores(pred, gt)
+        assert InteractiveRobot().worst_frame(pred, gt, annotated) == _official_worst_frame(scores, annotated)
+    # 40-frame cases with 2-9 tied minima, where NumPy's default sort need not keep the index order.
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(300):
+        scores = rng.uniform(0.3, 1.0, 40).round(2)
+        scores[rng.choice(40, int(rng.integers(2, 10)), replace=False)] = 0.25
+        annotated = [int(f) for f in rng.choice(40, int(rng.integers(0, 4)), replace=False)]
+        cases.append((scores, annotated))
+    robot = InteractiveRobot()
+    for scores, annotated in cases:
+        monkeypatch.setattr(InteractiveRobot, "frame_scores", staticmethod(lambda *a, s=scores: s))
+        assert robot.worst_frame(pred, gt, annotated) == _official_worst_frame(scores, annotated)
 
 
 def test_j_and_f_metric_changes_the_choice():

@@ -455,7 +455,7 @@ def test_cli_usage_errors_before_loading_anything(tmp_path, capsys):
     from atnet_jax.studio.__main__ import is_loopback, main
 
     assert main(["--objects", "0", "--no-browser", "--workspace", str(tmp_path / "w")]) == 2
-    assert "--objects must be at least 1" in capsys.readouterr().err
+    assert "--objects: must be at least 1, got 0" in capsys.readouterr().err
     assert main(["--input", str(tmp_path / "missing.mp4"), "--no-browser", "--port", "0"]) == 2
     assert f"--input {tmp_path / 'missing.mp4'} does not exist" in capsys.readouterr().err
     assert main(["--sequence", "bear", "--no-browser", "--port", "0"]) == 2

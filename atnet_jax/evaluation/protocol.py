@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 import sys
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from atnet_jax.errors import AtnetError, ConflictError
+from atnet_jax.evaluation.masks import MASKS_DIR
 from atnet_jax.evaluation.metrics import summary
 from atnet_jax.inference.session import Session
 from atnet_jax.interaction.metrics import per_object_scores
@@ -261,6 +263,7 @@ def _clear_results(output: Path) -> None:
     """Remove an earlier run's files (only those: ``output`` may hold other things)."""
     for name in (*OUTPUT_FILES, SETTINGS_FILE, FAILED_FILE):
         (output / name).unlink(missing_ok=True)
+    shutil.rmtree(output / MASKS_DIR, ignore_errors=True)  # evaluate --save-masks (atnet_jax.evaluation.masks)
     samples = output / SAMPLES_DIR
     if samples.is_dir():
         for path in samples.glob("*/*.json"):
@@ -316,6 +319,7 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     raise_errors: bool = False,
+    on_round: Callable[[str, int, RoundResult], None] | None = None,
 ) -> dict[str, Any] | None:
     """Run the protocol over this shard's samples of ``sequences``; write each finished sample to
     ``output/samples/`` at once, then ``report.csv``, ``summary.json`` and ``curve.png`` from all finished
@@ -324,7 +328,8 @@ def evaluate(
 
     Returns the summary dict (None when no sample finished). Raises :class:`SamplesFailed` at the end,
     after writing the others' results, when samples failed (an unreadable sequence fails its samples only);
-    with ``raise_errors`` the first failure is raised at once instead (for its traceback).
+    with ``raise_errors`` the first failure is raised at once instead (for its traceback). ``on_round(sequence,
+    scribble_idx, result)`` is called with every scored round (e.g. :class:`atnet_jax.evaluation.masks.MaskWriter`).
     """
     from tqdm import tqdm
 
@@ -358,7 +363,7 @@ def evaluate(
             try:
                 if isinstance(seq, BaseException):
                     raise seq
-                record = _play(seq, int(idx), make_session, robot, config, bar)
+                record = _play(seq, int(idx), make_session, robot, config, bar, on_round)
             except Exception as err:  # recorded; the other samples go on
                 if raise_errors:
                     raise
@@ -389,7 +394,7 @@ def evaluate(
 
 
 def _play(seq: SequenceData, idx: int, make_session: Callable[[SequenceData], Session], robot: InteractiveRobot,
-          config: ProtocolConfig, bar: Any) -> dict[str, Any]:
+          config: ProtocolConfig, bar: Any, on_round: Callable[..., None] | None = None) -> dict[str, Any]:
     if not 1 <= idx <= len(seq.scribbles):
         raise ValueError(f"{seq.name} has {len(seq.scribbles)} scribble file(s), no sample {idx}")
     session = make_session(seq)
@@ -402,6 +407,8 @@ def _play(seq: SequenceData, idx: int, make_session: Callable[[SequenceData], Se
                 r = next(play)
             except StopIteration as stop:
                 return _sample_record(seq, idx, rounds, stop.value)
+            if on_round is not None:
+                on_round(seq.name, idx, r)
             rounds.append(dataclasses.replace(r, labels=np.empty(0)))  # the labels are not kept
             jf = 0.5 * (r.jaccard + r.contour)
             bar.set_postfix({"seq": seq.name, "round": r.interaction, "J&F": f"{jf.mean():.3f}"})

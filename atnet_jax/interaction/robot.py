@@ -102,13 +102,15 @@ class InteractiveRobot:
         """Frame with the lowest `frame_scores`, among the frames not yet annotated.
 
         When every frame is annotated, all frames are candidates again (as the official service).
-        Ties go to the lowest frame index (the official `argsort` leaves them unspecified).
+        Frames are walked in the order of ``scores.argsort()``, NumPy's default sort as the official service
+        calls it, so that ties go where they go there (the order among equal scores depends on the sort
+        NumPy picks for the CPU, not always the lowest index).
         """
         scores = self.frame_scores(pred_masks, gt_masks, metric, nb_objects)
         candidates = set(range(len(scores))) - {int(f) for f in annotated_frames}
         if not candidates:
             candidates = set(range(len(scores)))
-        return next(int(f) for f in np.argsort(scores, kind="stable") if f in candidates)
+        return next(int(f) for f in scores.argsort() if f in candidates)
 
     # --- strokes (davisinteractive InteractiveScribblesRobot) ---
 

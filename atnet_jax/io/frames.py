@@ -1,6 +1,8 @@
 """Frames and videos: reading and writing images, frame folders and video files as lazy frame sources.
 
 Frames are read with OpenCV as the released code does (``cv2.imread`` then BGR -> RGB), so JPEG decoding matches it.
+OpenCV decodes a truncated JPEG without an error (libjpeg fills the rest with grey), so :func:`read_frame` first
+checks that the file is complete (:func:`check_complete`).
 """
 from __future__ import annotations
 
@@ -16,20 +18,55 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from atnet_jax.errors import InputError
 from atnet_jax.io.safe import atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+_TAIL_BYTES = 4096
+
+
+def check_complete(path: Path) -> None:
+    """InputError naming ``path`` where a JPEG or PNG file is truncated (a half-downloaded dataset).
+
+    A complete JPEG ends with the EOI marker (FFD9) and a PNG with its IEND chunk, possibly followed by zero
+    padding: only the file's first and last bytes are read. A file that ends otherwise (data appended after
+    the image, as some cameras do) is decoded once with Pillow, which raises on truncation.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head.startswith(_JPEG_START):
+            end = _JPEG_END
+        elif head.startswith(_PNG_START):
+            end = _PNG_END
+        else:
+            return  # not a JPEG or PNG: left to the decoder
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL_BYTES))
+        tail = f.read()
+    if tail.rstrip(b"\x00").endswith(end):
+        return
+    try:
+        with Image.open(path) as im:
+            im.load()  # ImageFile.LOAD_TRUNCATED_IMAGES is False: a truncated file raises OSError
+    except (OSError, SyntaxError, ValueError):
+        raise InputError(f"frame {path} is truncated or corrupt (an incomplete download or copy?)") from None
+
+
 def read_frame(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file -> ``[H, W, 3] uint8`` RGB (grayscale is replicated, alpha dropped)."""
+    """Read an image file -> ``[H, W, 3] uint8`` RGB (grayscale is replicated, alpha dropped), decoded as
+    ``cv2.imread`` decodes it. InputError naming the file where it is truncated or cannot be decoded."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"frame not found: {path}")
+    check_complete(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None or bgr.ndim != 3 or bgr.size == 0:
-        raise ValueError(f"cannot decode frame {path} (corrupt or not an image)")
+        raise InputError(f"cannot decode frame {path} (corrupt or not an image)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -67,7 +104,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             width, height = im.size
     except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot decode {path}: {e}") from e
+        raise InputError(f"cannot decode {path} (truncated or corrupt): {e}") from e
     return height, width
 
 
@@ -169,7 +206,7 @@ class VideoFileSource(FrameSource):
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
             capture.release()
-            raise ValueError(f"cannot open video {self.path} (unknown container or codec)")
+            raise InputError(f"cannot open video {self.path} (not a video, or an unknown container or codec)")
         self.cache_dir = Path(tempfile.mkdtemp(prefix="atnet_frames_", dir=cache_dir))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.cache_dir, ignore_errors=True)
         paths: list[Path] = []
@@ -195,7 +232,7 @@ class VideoFileSource(FrameSource):
             capture.release()
         if not paths:
             self.close()
-            raise ValueError(f"no frames could be decoded from video {self.path}")
+            raise InputError(f"no frames could be decoded from video {self.path}")
         self.paths = paths
         self.names = [f"{i:05d}" for i in range(len(paths))]
 

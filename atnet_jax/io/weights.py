@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     try:
         metadata = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{directory} is not an atnet_jax weights checkpoint (no {METADATA_FILE})") from None
+        raise CheckpointError(f"{directory} is not an atnet_jax weights checkpoint (no {METADATA_FILE})"
+                              f"{_weights_hint(directory)}") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{meta_path} is not valid JSON: {err}") from None
     if metadata.get("format") != FORMAT:
@@ -107,7 +109,31 @@ def load_weights(
         )
     config = ModelConfig.from_dict(metadata["model_config"])
     target = abstract_variables(config, tuple(metadata["networks"]))
-    restored = ocp.StandardCheckpointer().restore(directory / _VARIABLES_DIR, target)
+    damaged = (f"{directory} is damaged: a file of its {_VARIABLES_DIR}/ folder is missing, truncated or corrupt "
+               "(an incomplete copy or download?); copy it again, or convert or export the weights again")
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # orbax's own warnings about a damaged folder: the error below says it
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:  # closed on errors too: no thread outlives the call
+            try:
+                _read_all(directory / _VARIABLES_DIR)
+                stored = checkpointer.metadata(directory / _VARIABLES_DIR)
+                stored = _shapes(getattr(stored, "item_metadata", stored))
+            except Exception as err:  # noqa: BLE001 (orbax/tensorstore raise many kinds for a damaged folder)
+                raise WeightsError(damaged) from err
+            if not stored:
+                raise WeightsError(damaged)
+            if stored != _shapes(target):
+                raise WeightsError(f"{directory} holds weights of another network size than its {METADATA_FILE} "
+                                   f"says: the weights are {_stored_size(stored)}; {METADATA_FILE}: "
+                                   f"{network_size(config)}")
+            try:
+                restored = checkpointer.restore(directory / _VARIABLES_DIR, target)
+            except Exception as err:  # noqa: BLE001 (as above)
+                raise WeightsError(damaged) from err
+    finally:
+        absl_logger.setLevel(level)
     return {n: restored[n] for n in networks}, config
 
 
@@ -138,3 +164,63 @@ def tree_fingerprint(tree: Any) -> str:
         digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}:{array.shape};".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+def _read_all(variables_dir: Path) -> None:
+    """Read every stored value once (raises where a data file is truncated or missing).
+
+    Orbax's restore reads many arrays at once; when one read fails, the others end after its event loop has
+    closed and each prints a traceback of its own. Read here first, without an event loop, so that a damaged
+    folder fails cleanly; the restore then reads from the page cache.
+    """
+    import tensorstore as ts
+
+    if not (variables_dir / "manifest.ocdbt").is_file():
+        return  # not an OCDBT checkpoint: left to orbax
+    store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{variables_dir.resolve()}/"}).result()
+    for read in [store.read(key) for key in store.list().result()]:
+        read.result()
+
+
+def network_size(config: ModelConfig) -> str:
+    """The sizes of a network in words: stem, stage widths and blocks, decoder width."""
+    return (f"stem {config.stem_width}, stage widths {config.stage_widths}, blocks {config.stage_blocks}, "
+            f"decoder {config.decoder_width}")
+
+
+def _shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """'/'-free key path -> shape of every leaf of a (metadata, abstract or real) variables tree."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    return {tuple(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape) for path, leaf in leaves
+            if hasattr(leaf, "shape")}
+
+
+def _stored_size(shapes: dict[tuple[str, ...], tuple[int, ...]]) -> str:
+    """The network size that stored parameter shapes show (read as a converted state_dict would be)."""
+    from atnet_jax.io.torch_weights import flax_to_torch, infer_model_config
+
+    tree: dict[str, Any] = {}
+    for path, shape in shapes.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = np.broadcast_to(np.uint8(0), shape)  # a shape without memory
+    try:
+        return network_size(infer_model_config(flax_to_torch(tree)))
+    except Exception:  # noqa: BLE001 (no A-Net among them: count instead)
+        return f"{sum(int(np.prod(s)) for s in shapes.values()):,} numbers"
+
+
+def _weights_hint(directory: Path) -> str:
+    """Where the weights are when ``directory`` is a training run's folder or one of its checkpoints."""
+    if directory.parent.name == "checkpoints" and directory.name.isdigit():
+        stage_dir, what = directory.parent.parent, f": it is checkpoint {directory.name} of a training run"
+    elif directory.name == "checkpoints":
+        stage_dir, what = directory.parent, ": it holds a training run's checkpoints"
+    elif (directory / "weights").is_dir() or (directory / "checkpoints").is_dir():
+        stage_dir, what = directory, ": it is a training stage's folder"
+    else:
+        return ""
+    weights = stage_dir / "weights"
+    if weights.is_dir():
+        return f"{what}; pass its weights folder {weights}/"
+    return (f"{what}; the stage writes its weights to {weights}/ when it stops (at the end of the schedule, "
+            "at --max-steps, on Ctrl-C or SIGTERM)")

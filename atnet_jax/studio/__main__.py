@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
+from atnet_jax.io import lock
 
 DEFAULT_WORKSPACE = Path("atnet_studio")
 DEFAULT_PORT = 8765
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="weights folder (from python -m atnet_jax.convert; default: the workspace's, else the "
                              "demo weights)")
-    parser.add_argument("--objects", type=int, metavar="K",
+    parser.add_argument("--objects", type=cli.positive_int, metavar="K",
                         help="number of objects to start with (default: 2 for the demo, else 1; more can be "
                              "added in the page)")
     parser.add_argument("--size", metavar="N",
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; any other needs the "
                              "access token printed at start)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free)")
+    parser.add_argument("--port", type=cli.port, default=DEFAULT_PORT,
+                        help=f"port (default: {DEFAULT_PORT}; 0: any free)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
     return parser
 
@@ -88,16 +90,13 @@ def processing_size(value: str) -> int | None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Usage errors that need no model and no video."""
-    if not 0 <= args.port <= 65535:
-        raise cli.UsageError(f"--port must be in 0..65535, got {args.port}")
-    if args.objects is not None and args.objects < 1:
-        raise cli.UsageError(f"--objects must be at least 1, got {args.objects}")
     if args.sequence is not None and args.input is None:
         raise cli.UsageError("--sequence needs --input (a DAVIS root)")
     if args.size is not None:
         processing_size(args.size)
     if args.input is not None:
         cli.require_path(args.input, "--input")
+        cli.require_sequence_input(args.input, args.sequence)
         if args.sequence is None and (args.input / "JPEGImages").is_dir():
             raise cli.UsageError(f"--input {args.input} is a DAVIS folder: pass --sequence NAME")
     if args.checkpoint is not None:
@@ -133,6 +132,7 @@ def open_workspace(args: argparse.Namespace):
     workspace = args.workspace or DEFAULT_WORKSPACE / name
     if workspace.exists() and not workspace.is_dir():
         raise NotADirectoryError(f"--workspace {workspace} is a file, expected a folder")
+    lock.hold(workspace, flag="--workspace")  # a second studio on this workspace stops here (ConflictError)
     record = read_meta(workspace) if workspace.is_dir() else None
     if source is None:
         source = (workspace / VIDEO_FOLDER).resolve()
@@ -246,7 +246,7 @@ def studio(args: argparse.Namespace) -> None:
         signals.append(2)
     print(f"stopped; the workspace is in {ws.root}", file=sys.stderr)
     if signals:
-        raise SystemExit(130)
+        raise cli.Interrupted()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

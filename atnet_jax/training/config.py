@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,19 @@ def validate(config: TrainConfig) -> TrainConfig:
         for key in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_epochs"):
             if getattr(stage, key) < 1:
                 raise ValueError(f"{name}.{key} must be at least 1, got {getattr(stage, key)}")
-        if stage.learning_rate <= 0:
+        if not (math.isfinite(stage.learning_rate) and stage.learning_rate > 0):
             raise ValueError(f"{name}.learning_rate must be positive, got {stage.learning_rate}")
+        if not 0 < stage.lr_decay <= 1:
+            raise ValueError(f"{name}.lr_decay must be in (0, 1], got {stage.lr_decay}")
+        for key in ("local_loss_weight", "time_limit_minutes"):
+            if not (math.isfinite(getattr(stage, key)) and getattr(stage, key) >= 0):
+                raise ValueError(f"{name}.{key} must be 0 or more, got {getattr(stage, key)}")
     for key in ("checkpoint_every", "keep_checkpoints", "log_every"):
         if getattr(config, key) < 1:
             raise ValueError(f"{key} must be at least 1, got {getattr(config, key)}")
+    for key, value in (("seed", config.seed), ("data.worker_count", config.data.worker_count)):
+        if value < 0:
+            raise ValueError(f"{key} must be 0 or more, got {value}")
     return config
 
 

@@ -34,9 +34,9 @@ import orbax.checkpoint as ocp
 from atnet_jax import errors
 from atnet_jax.data.pipeline import AnetExamples, TnetExamples, make_loader
 from atnet_jax.data.sources import ConcatVideoSource, DavisVideos, SBDImages, TfdsDavisVideos, YouTubeVOSVideos
-from atnet_jax.errors import AtnetError, ConflictError
+from atnet_jax.errors import AtnetError, ConflictError, WeightsError
 from atnet_jax.io.safe import write_text
-from atnet_jax.io.weights import load_weights, save_weights, tree_fingerprint
+from atnet_jax.io.weights import load_weights, network_size, save_weights, tree_fingerprint
 from atnet_jax.models.build import count_params, init_variables
 from atnet_jax.training.config import STAGES, TrainConfig, to_json
 from atnet_jax.training.distributed import barrier, is_main_process, max_over_processes
@@ -88,6 +88,10 @@ def build_examples(config: TrainConfig, stage: str) -> AnetExamples | TnetExampl
     if data.tfds_davis:
         videos.append(TfdsDavisVideos("train", data.tfds_data_dir or None))
     if data.synthetic:
+        if not Path(data.synthetic).is_dir():
+            raise FileNotFoundError(
+                f"the synthetic videos of data.synthetic={data.synthetic} are missing: make them with python -m "
+                f"atnet_jax.data.synthetic --output {data.synthetic} --videos 60 (or --set data.synthetic=DIR)")
         videos.append(DavisVideos(data.synthetic, data.synthetic_subset or None))
     images = SBDImages(data.sbd) if data.sbd and stage == "anet" else None
     if not videos and images is None:
@@ -113,7 +117,8 @@ def _initial_state(config: TrainConfig, stage: str, workdir: Path, rng: jax.Arra
                                     "exist: run --stage anet first or set tnet.init_from=DIR")
         weights, model_config = load_weights(source, ("anet",))
         if model_config != config.model:
-            raise ValueError(f"{source} holds an A-Net of another size than config.model")
+            raise WeightsError(f"{source} holds an A-Net of another size than config.model: "
+                               f"{network_size(model_config)} there; {network_size(config.model)} in the config")
         frozen = weights["anet"]
     variables = None
     if stage == "tnet" and config.tnet.start_from_anet:

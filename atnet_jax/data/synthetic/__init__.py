@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 NUM_FRAMES, HEIGHT, WIDTH, MAX_OBJECTS = 12, 240, 432, 3
+MAX_SIDE, MAX_FRAMES = 4096, 10_000  # beyond any real video (4K is 3840x2160); a frame is drawn in float64 layers
 _SHAPES = ("ellipse", "polygon", "blob")
 _TEXTURES = ("stripes", "checks", "noise")
 _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point shift

@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atnet_jax import cli
-from atnet_jax.data.synthetic import HEIGHT, MAX_OBJECTS, NUM_FRAMES, WIDTH, split_train_val, write_dataset
+from atnet_jax.data.synthetic import (
+    HEIGHT,
+    MAX_FRAMES,
+    MAX_OBJECTS,
+    MAX_SIDE,
+    NUM_FRAMES,
+    WIDTH,
+    split_train_val,
+    write_dataset,
+)
 
 EXAMPLES = """examples:
   # 20 videos of 12 frames at 240x432 (16 train, 4 val) with one robot scribble each
@@ -31,30 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli.add_argument(parser, "--output", old_names=("--out",), dest="output", required=True, type=Path,
                      metavar="DIR", help="folder to write (--out is the old name of this flag)")
-    parser.add_argument("--videos", required=True, type=int, metavar="N", help="number of videos")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--frames", type=int, default=NUM_FRAMES, help=f"frames per video (default: {NUM_FRAMES})")
-    parser.add_argument("--height", type=int, default=HEIGHT,
+    parser.add_argument("--videos", required=True, type=cli.positive_int, metavar="N", help="number of videos")
+    parser.add_argument("--seed", type=cli.nonnegative_int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--frames", type=cli.int_range(1, MAX_FRAMES), default=NUM_FRAMES,
+                        help=f"frames per video (default: {NUM_FRAMES})")
+    parser.add_argument("--height", type=frame_side, default=HEIGHT,
                         help=f"frame height, a multiple of 16 (default: {HEIGHT})")
-    parser.add_argument("--width", type=int, default=WIDTH, help=f"frame width, a multiple of 16 (default: {WIDTH})")
-    parser.add_argument("--max-objects", type=int, default=MAX_OBJECTS,
+    parser.add_argument("--width", type=frame_side, default=WIDTH,
+                        help=f"frame width, a multiple of 16 (default: {WIDTH})")
+    parser.add_argument("--max-objects", type=cli.int_range(1, 254), default=MAX_OBJECTS,
                         help=f"each video has 1..K objects (default: {MAX_OBJECTS})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR as a whole if it already holds files (nothing of it is kept)")
     return parser
 
 
+def frame_side(value: str) -> int:
+    """An argparse ``type=`` for ``--height`` / ``--width``: a multiple of 16 from 16 to :data:`MAX_SIDE`."""
+    side = cli.int_range(16, MAX_SIDE, "pixels")(value)
+    if side % 16:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16, got {side}")
+    return side
+
+
 def _generate(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--videos", args.videos, 1), ("--frames", args.frames, 1),
-                             ("--max-objects", args.max_objects, 1), ("--height", args.height, 16),
-                             ("--width", args.width, 16)):
-        if value < low:
-            raise cli.UsageError(f"{flag} must be >= {low}, got {value}")
-    if args.max_objects > 254:
-        raise cli.UsageError(f"--max-objects must be <= 254, got {args.max_objects}")
-    for flag, value in (("--height", args.height), ("--width", args.width)):
-        if value % 16:
-            raise cli.UsageError(f"{flag} must be a multiple of 16, got {value}")
     cli.require_writable_folder(args.output, "--output")
     if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
         raise FileExistsError(f"--output {args.output} already holds files (pass --overwrite to replace it)")
