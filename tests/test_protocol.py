@@ -10,7 +10,7 @@ import stat
 import numpy as np
 import pytest
 
-from atnet_jax.evaluation import protocol
+from atnet_jax.evaluation import protocol, reports
 from atnet_jax.evaluation.protocol import ProtocolConfig, SequenceData, SequenceSource
 from atnet_jax.interaction.robot import InteractiveRobot
 
@@ -317,7 +317,7 @@ def test_curve_time_axis_covers_the_measured_range():
     config = ProtocolConfig(max_rounds=8)
     # Rounds measured up to 7 s, curve held to 240 s: the axis stops near 7 s, the 60 s mark is off the axis.
     result = {"curve": {"time": [0.0, 1.0, 3.0, 7.0, 240.0]}}
-    assert protocol.curve_xlim(result, config) == (0.0, pytest.approx(7.35))
+    assert reports.curve_xlim(result, config) == (0.0, pytest.approx(7.35))
     # Measured up to 40 s: the axis is widened to show the 60 s mark.
     result = {"curve": {"time": [0.0, 20.0, 40.0, 240.0]}}
-    assert protocol.curve_xlim(result, config) == (0.0, pytest.approx(63.0))
+    assert reports.curve_xlim(result, config) == (0.0, pytest.approx(63.0))
