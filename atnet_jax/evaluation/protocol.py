@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from atnet_jax.errors import AtnetError, ConflictError
+from atnet_jax.errors import AtnetError, ConflictError, one_line
 from atnet_jax.evaluation.masks import MASKS_DIR
 from atnet_jax.evaluation.reports import write_outputs
 from atnet_jax.inference.session import Session
@@ -288,9 +288,9 @@ def full_settings(sequences: Sequence[SequenceData | SequenceSource], config: Pr
             "shard": f"{shard[0]}/{shard[1]}"}
 
 
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+def _failure(err: BaseException) -> str:
+    """A failed sample's entry in ``failed.json``: the error's type and its one line."""
+    return f"{type(err).__name__}: {one_line(err, hint=False)}" if str(err).strip() else type(err).__name__
 
 
 def _sample_record(seq: SequenceData, idx: int, rounds: list[RoundResult], stopped: str) -> dict[str, Any]:
@@ -363,7 +363,7 @@ def evaluate(
             except Exception as err:  # recorded; the other samples go on
                 if raise_errors:
                     raise
-                failed[key] = _one_line(err)
+                failed[key] = _failure(err)
                 tqdm.write(f"sample {key} failed: {failed[key]}")
                 continue
             write_json(_sample_path(output, key), record)
