@@ -248,19 +248,12 @@ class Session:
             raise ConflictError(f"a round on frame {pending.plan.frame} is under way: propagate or cancel it first")
         start = time.perf_counter()
         if pending is None:
-            previous = self._processing_labels(frame) if self._annotated else None
-            pending = self._new_round(frame, previous)
+            pending = self._new_round(frame)
         earlier = [*self._strokes.get(frame, []), *pending.strokes]
         positive, negative = interaction.maps(earlier, *self.processing_shape, self.num_objects, pending.previous)
-        try:
-            self._annotate_round(pending, positive, negative)
-        except BaseException:
-            if self._round is None:
-                self._undo(pending)
-            raise
+        update = self._annotate_round(pending, positive, negative, start)
         pending.strokes.extend(interaction.to_strokes())
-        pending.seconds += time.perf_counter() - start
-        return self._update(frame, "annotated", 1, pending.plan.total)
+        return update
 
     def add_maps(self, frame: int, positive: np.ndarray, negative: np.ndarray) -> FrameUpdate:
         """:meth:`add` from rasterised interaction maps ``positive, negative: [K, H, W]`` in [0, 1] (no strokes
@@ -279,30 +272,34 @@ class Session:
             raise UsageError(f"interaction maps must be [K, H, W] = {video_shape} (or {shape}, the processing "
                              f"size), got {np.shape(positive)}, {np.shape(negative)}")
         start = time.perf_counter()
+        return self._annotate_round(self._new_round(frame), positive, negative, start)
+
+    def _new_round(self, frame: int) -> PendingRound:
+        """A round on ``frame`` (not yet the session's: :meth:`_annotate_round` makes it so once A-Net ran)."""
         previous = self._processing_labels(frame) if self._annotated else None
-        pending = self._new_round(frame, previous)
-        try:
-            self._annotate_round(pending, positive, negative)
-        except BaseException:
-            self._undo(pending)
-            raise
-        pending.seconds += time.perf_counter() - start
-        return self._update(frame, "annotated", 1, pending.plan.total)
-
-    def _new_round(self, frame: int, previous: np.ndarray | None) -> PendingRound:
         return PendingRound(self.plan(frame), UndoLog(self._workdir / "undo.f32", self._probabilities), previous, [],
-                      annotated_before=len(self._annotated))
+                            annotated_before=len(self._annotated))
 
-    def _annotate_round(self, pending: PendingRound, positive: np.ndarray, negative: np.ndarray) -> None:
+    def _annotate_round(self, pending: PendingRound, positive: np.ndarray, negative: np.ndarray,
+                        start: float) -> FrameUpdate:
+        """A-Net on the round's frame, stored -> the frame's update; the model time counts from ``start``. Where
+        A-Net fails on a round that was not yet the session's, what it stored is undone."""
         frame = pending.plan.frame
         if pending.previous is not None:
             previous_mask = _one_hot(pending.previous, self.num_objects)
         else:
             previous_mask = np.full((self.num_objects, *self.processing_shape), ROUND1_PREVIOUS_MASK, np.float32)
-        pending.prob, pending.indicator = self._annotate(frame, previous_mask, positive, negative)
-        # A-Net's mask is stored before the frame's encoder features are computed.
-        self._store(frame, self._crop(pending.prob), 1.0, pending.undo)
+        try:
+            pending.prob, pending.indicator = self._annotate(frame, previous_mask, positive, negative)
+            # A-Net's mask is stored before the frame's encoder features are computed.
+            self._store(frame, self._crop(pending.prob), 1.0, pending.undo)
+        except BaseException:
+            if self._round is not pending:
+                self._undo(pending)
+            raise
         self._round = pending
+        pending.seconds += time.perf_counter() - start
+        return self._update(frame, "annotated", 1, pending.plan.total)
 
     def propagate(self) -> Propagation:
         """Propagate the round added last -> a generator of the round's other frames, in order (backward, then
@@ -330,7 +327,7 @@ class Session:
             self._annotated_r5.append(jnp.asarray(target["r5"]))
             self._indicators.append(pending.indicator)
             self._fused_indicators.append(self.predictor.fuse(pending.indicator))
-            annotated_r5, fused_indicators, frame_mask = self._global_inputs()
+            global_inputs = self._global_inputs()
             if self._progress:
                 from tqdm import tqdm
 
@@ -339,30 +336,10 @@ class Session:
             done = 1
             for direction in (plan.backward, plan.forward):
                 # Each direction starts from A-Net's map, then follows T-Net's own unblended output.
-                prev_prob, prev_r2 = pending.prob, target["r2"]
-                order = [t for t, _ in direction]
-                # Frame t's result is fetched and stored while the device computes frame t + 1.
-                waiting: tuple[int, float, Any] | None = None
-                for i, (t, alpha) in enumerate(direction):
-                    feats = self.features.get(t, order[i + 1 : i + self.encoder_batch])
-                    self._reader.read_ahead(order[i + self.encoder_batch : i + 2 * self.encoder_batch],
-                                            self.features.has)
-                    prev_prob = self.predictor.step(feats, annotated_r5, fused_indicators, frame_mask, prev_r2,
-                                                    prev_prob)
-                    prev_r2 = feats["r2"]
-                    result = self._crop_device(prev_prob)
-                    _to_host_async(result)
-                    if waiting is not None:
-                        done += 1
-                        update = self._finish(pending, *waiting, done, bar)
-                        # The clock stops while the caller holds an update: only the model's time counts.
-                        pending.seconds += time.perf_counter() - clock
-                        yield update
-                        clock = time.perf_counter()
-                    waiting = (t, alpha, result)
-                if waiting is not None:
+                for t, alpha, result in self._chain(pending.prob, target, direction, global_inputs):
                     done += 1
-                    update = self._finish(pending, *waiting, done, bar)
+                    update = self._finish(pending, t, alpha, result, done, bar)
+                    # The clock stops while the caller holds an update: only the model's time counts.
                     pending.seconds += time.perf_counter() - clock
                     yield update
                     clock = time.perf_counter()
@@ -378,6 +355,28 @@ class Session:
             self._strokes.setdefault(frame, []).extend(pending.strokes)
         self._round = None
         self.last_round_seconds = pending.seconds
+
+    def _chain(self, start_prob: Any, target: dict[str, Any], direction: Sequence[tuple[int, float]],
+               global_inputs: tuple[Any, Any, Any]) -> Iterator[tuple[int, float, Any]]:
+        """T-Net's chain over ``direction`` (frames with their eq.-(6) weights) from ``start_prob`` -> each frame's
+        ``(t, alpha, result)``, handed out once the next frame's step is dispatched: frame t's result is fetched
+        while the device computes frame t + 1."""
+        annotated_r5, fused_indicators, frame_mask = global_inputs
+        prev_prob, prev_r2 = start_prob, target["r2"]
+        order = [t for t, _ in direction]
+        waiting: tuple[int, float, Any] | None = None
+        for i, (t, alpha) in enumerate(direction):
+            feats = self.features.get(t, order[i + 1 : i + self.encoder_batch])
+            self._reader.read_ahead(order[i + self.encoder_batch : i + 2 * self.encoder_batch], self.features.has)
+            prev_prob = self.predictor.step(feats, annotated_r5, fused_indicators, frame_mask, prev_r2, prev_prob)
+            prev_r2 = feats["r2"]
+            result = self._crop_device(prev_prob)
+            _to_host_async(result)
+            if waiting is not None:
+                yield waiting
+            waiting = (t, alpha, result)
+        if waiting is not None:
+            yield waiting
 
     def _finish(self, pending: PendingRound, t: int, alpha: float, result: Any, done: int, bar: Any) -> FrameUpdate:
         self._store(t, np.asarray(result), alpha, pending.undo)

@@ -30,12 +30,12 @@ def result_names(name: str) -> list[str]:
 
 def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str = "--output") -> None:
     """Before any work: ``output`` must be a folder that can be written (or created), and without
-    ``overwrite`` it must hold no results of ``name`` yet. UsageError / FileExistsError naming the flag."""
+    ``overwrite`` it must hold no results of ``name`` yet. UsageError / ConflictError naming the flag."""
     check_writable_folder(output, flag)
     existing = [output / n for n in result_names(name) if (output / n).exists() or (output / n).is_symlink()]
     if existing and not overwrite:
         raise ConflictError(f"{flag} {output} already holds results of {name} ({existing[0]}); pass "
-                              "--overwrite to replace them")
+                            "--overwrite to replace them")
 
 
 def check_overlay_writer(overlay: str) -> None:
