@@ -190,3 +190,63 @@ def test_an_error_in_the_network_mid_round_leaves_the_session_as_before(session)
         list(session.propagate())
     np.testing.assert_array_equal(np.asarray(session.probabilities), before)
     assert session.annotated == [2] and session.pending is None
+
+
+def test_a_round_limited_to_one_direction_or_up_to_a_frame(session):
+    predictor = session.predictor
+    strokes = [_stroke(1, 0.3, 0.5)]
+    session.add(Scribble(3, strokes))
+    expected3 = _a_net_probability(session, strokes, None)
+    updates = list(session.propagate("forward"))
+    assert [u.frame for u in updates] == [4, 5, 6, 7] and updates[-1].total == 5 and predictor.steps == 4
+    for t in (4, 5, 6, 7):  # round 1: alpha 1, T-Net's chain from A-Net's map
+        np.testing.assert_allclose(session.probabilities[t], expected3 * DECAY ** (t - 3), rtol=1e-6)
+    for t in (0, 1, 2):  # never written: zeros, background
+        assert not session.probabilities[t].any() and not session.labels[t].any()
+    assert session.annotated == [3] and session.strokes == {3: strokes}
+
+    # Round 2 on frame 6, backward up to frame 5 (inclusive): the whole round would update 5, 4 and 7.
+    assert [t for t, _ in session.plan(6).backward] == [5, 4] and [t for t, _ in session.plan(6).forward] == [7]
+    before = np.asarray(session.probabilities)
+    info = session.interact(Scribble(6, [_stroke(2, 0.5, 0.2)]), direction="backward", until=5)
+    assert info.frames == (6, 5)
+    a6 = session.probabilities[6]
+    alpha = 0.5 + 0.5 * (5 - 3) / (6 - 3)  # eq. (6) as in the whole round
+    np.testing.assert_allclose(session.probabilities[5], alpha * a6 * DECAY + (1 - alpha) * before[5], rtol=1e-5)
+    for t in (0, 1, 2, 3, 4, 7):
+        np.testing.assert_array_equal(session.probabilities[t], before[t])
+    assert session.annotated == [3, 6]
+
+    # Both ways, stopped at frame 1 before frame 3 of a fresh session: backward 2, 1; forward to the end.
+    session.restore(_empty(session))
+    session.add(Scribble(3, strokes))
+    assert [u.frame for u in session.propagate(until=1)] == [2, 1, 4, 5, 6, 7]
+    assert not session.probabilities[0].any()
+
+
+def _empty(session: Session):
+    from atnet_jax.inference.rounds import SessionState
+
+    return SessionState(np.zeros((T, session.num_objects, H, W), np.float32), [], {}, [])
+
+
+def test_a_range_that_does_not_fit_is_refused_and_changes_nothing(session):
+    session.interact(Scribble(2, [_stroke(1, 0.3, 0.5)]))
+    before = np.asarray(session.probabilities)
+    calls = len(session.predictor.annotations)
+    for kwargs, message in [({"direction": "sideways"}, "direction must be one of"),
+                            ({"until": T}, "outside the video"), ({"until": -1}, "outside the video"),
+                            ({"until": 1.0}, "must be an integer"), ({"until": True}, "must be an integer"),
+                            ({"direction": "forward", "until": 4}, "before frame 5, against direction forward"),
+                            ({"direction": "backward", "until": 7}, "after frame 5, against direction backward")]:
+        with pytest.raises(UsageError, match=message):
+            session.interact(Scribble(5, [_stroke(2, 0.6, 0.5)]), **kwargs)
+        assert len(session.predictor.annotations) == calls and session.pending is None  # refused before A-Net
+    np.testing.assert_array_equal(np.asarray(session.probabilities), before)
+    session.add(Scribble(5, [_stroke(2, 0.6, 0.5)]))
+    with pytest.raises(UsageError, match="direction"):
+        session.propagate("up")
+    assert session.pending is not None and session.pending.total == 5  # still the whole round, not started
+    assert [u.frame for u in session.propagate(until=5)] == []  # until the annotated frame: that frame alone
+    assert session.annotated == [2, 5]
+    np.testing.assert_array_equal(session.probabilities[4], before[4])

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+
+from atnet_jax.errors import UsageError
+
+Direction = Literal["both", "forward", "backward"]
+DIRECTIONS: tuple[str, ...] = ("both", "forward", "backward")
 
 MERGE_THRESHOLD = 0.8
 """An object claims a pixel where its probability is the highest and above this (the released code's)."""
@@ -64,6 +70,27 @@ class RoundPlan:
              proportion: float = RELEASED_PROPAGATION_PROPORTION) -> RoundPlan:
         backward, forward = propagation_plan(frame, previous, num_frames, proportion)
         return cls(frame, tuple(backward), tuple(forward))
+
+    def limited(self, direction: Direction = "both", until: int | None = None) -> RoundPlan:
+        """This plan restricted to ``direction`` ("both", "forward" or "backward") and, where ``until`` is given,
+        stopped at frame ``until`` (inclusive) on its side of ``frame`` (``until == frame``: no propagation).
+        The frames kept keep their eq.-(6) weights; a :class:`UsageError` for a bad direction, or an ``until``
+        that is not an integer frame >= 0 or lies on a side that ``direction`` leaves out."""
+        if direction not in DIRECTIONS:
+            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {str(direction)[:20]!r}")
+        backward = self.backward if direction != "forward" else ()
+        forward = self.forward if direction != "backward" else ()
+        if until is not None:
+            if isinstance(until, bool) or not isinstance(until, int) or until < 0:
+                raise UsageError(f"until must be a frame index (an integer >= 0), got {str(until)[:20]!r}")
+            if (until < self.frame and direction == "forward") or (until > self.frame and direction == "backward"):
+                side = "before" if until < self.frame else "after"
+                raise UsageError(f"until frame {until} lies {side} frame {self.frame}, against direction {direction}")
+            if until <= self.frame:
+                backward = tuple((t, a) for t, a in backward if t >= until)
+            if until >= self.frame:
+                forward = tuple((t, a) for t, a in forward if t <= until)
+        return dataclasses.replace(self, backward=tuple(backward), forward=tuple(forward))
 
     @property
     def frames(self) -> list[int]:

@@ -47,6 +47,7 @@ from atnet_jax.errors import ConflictError, UsageError
 from atnet_jax.inference.features import FeatureCache
 from atnet_jax.inference.plan import (
     RELEASED_PROPAGATION_PROPORTION,
+    Direction,
     RoundPlan,
     blend,
     merge_objects,
@@ -301,9 +302,13 @@ class Session:
         pending.seconds += time.perf_counter() - start
         return self._update(frame, "annotated", 1, pending.plan.total)
 
-    def propagate(self) -> Propagation:
+    def propagate(self, direction: Direction = "both", until: int | None = None) -> Propagation:
         """Propagate the round added last -> a generator of the round's other frames, in order (backward, then
         forward), each :class:`FrameUpdate` after its result is stored.
+
+        ``direction``: "both" (the paper's round), "forward" or "backward" only; ``until``: the last frame to
+        update on its side of the annotated frame (:meth:`RoundPlan.limited`). The frames left out keep their
+        results; those updated are blended with the same eq.-(6) weights as in a whole round.
 
         Stopping early (``close()`` on what it returns, or :meth:`cancel`) and any error put the session back
         exactly as it was before the round.
@@ -313,6 +318,9 @@ class Session:
             raise UsageError("nothing to propagate: add an interaction first")
         if pending.updates is not None:
             raise ConflictError(f"the round on frame {pending.plan.frame} is already propagating")
+        if until is not None:
+            self._check_frame(until)
+        pending.plan = pending.plan.limited(direction, until)
         pending.updates = self._propagate(pending)
         return Propagation(self, pending)
 
@@ -415,19 +423,29 @@ class Session:
             self._labels[t] = self._merge(old)
         undo.close()
 
-    def interact(self, interaction: Interaction | int, strokes: Sequence[dict] | None = None) -> RoundInfo:
-        """A whole round: :meth:`add` then :meth:`propagate` to the end. ``interact(Scribble(t, strokes))``, or
-        ``interact(t, strokes)`` for DAVIS strokes on frame ``t``."""
+    def interact(self, interaction: Interaction | int, strokes: Sequence[dict] | None = None, *,
+                 direction: Direction = "both", until: int | None = None) -> RoundInfo:
+        """A whole round: :meth:`add` then :meth:`propagate` (with ``direction`` and ``until``) to the end.
+        ``interact(Scribble(t, strokes))``, or ``interact(t, strokes)`` for DAVIS strokes on frame ``t``. A
+        range that does not fit is refused before A-Net runs."""
         if not isinstance(interaction, Interaction):
             interaction = Scribble(interaction, strokes or ())
-        return self._run(self.add(interaction))
+        if until is not None:
+            self._check_frame(until)
+        self.plan(interaction.frame).limited(direction, until)
+        return self._run(self.add(interaction), direction, until)
 
     def interact_maps(self, frame: int, positive: np.ndarray, negative: np.ndarray) -> RoundInfo:
         """A whole round from rasterised maps (:meth:`add_maps`, then :meth:`propagate` to the end)."""
         return self._run(self.add_maps(frame, positive, negative))
 
-    def _run(self, first: FrameUpdate) -> RoundInfo:
-        frames = [first.frame, *(u.frame for u in self.propagate())]
+    def _run(self, first: FrameUpdate, direction: Direction = "both", until: int | None = None) -> RoundInfo:
+        try:
+            updates = self.propagate(direction, until)
+        except BaseException:
+            self.cancel()
+            raise
+        frames = [first.frame, *(u.frame for u in updates)]
         return RoundInfo(first.frame, tuple(frames), self.last_round_seconds)
 
     # ------------------------------------------------------------------------------------------- networks
