@@ -10,14 +10,21 @@ GET      /api/frames/{t}            frame t as JPEG
 GET      /api/masks/{t}             frame t's labels as a palette PNG (index k = object k, 0 transparent)
 POST     /api/rounds                ``{"frame": t, "strokes": [...]}`` (DAVIS strokes) or ``{"frame": t,
                                     "clicks": [{"x", "y", "object_id"}]}`` -> 202, runs the round
-POST     /api/cancel                cancel the running round (the previous result comes back exactly)
+                                    (optional ``"direction"``: both, forward, backward; ``"until"``: a frame)
+POST     /api/preview               the same body -> A-Net's result on that frame, not propagated (200); a
+                                    later preview supersedes it, Run with the same interaction takes it
+GET      /api/preview/mask          the preview's labels as a palette PNG (404 without one)
+DELETE   /api/preview               drop the preview (the session as before it)
+POST     /api/cancel                cancel the running round (the previous result comes back exactly), or
+                                    drop the preview where no round runs
 POST     /api/undo                  undo the last step (a round or an object edit)
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
 GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
 POST     /api/export                write the workspace's export/ folder
-GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
+GET      /api/events                server-sent events: round_start, frame, round_end, state, exported,
+                                    preview
 =======  =========================  =====================================================================
 
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
@@ -119,8 +126,9 @@ class Studio:
     async def submit_round(self, request: Request) -> Response:
         body = await read_json(request)
         interaction = self.ws.validate_round(body)
+        direction, until = self.ws.round_range(body)
         last_event = self.ws.events.last_id
-        live = self.ws.begin_round(interaction.frame)
+        live = self.ws.begin_round(interaction.frame, direction, until)
         try:
             self.model_thread.submit(self.ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
@@ -131,8 +139,27 @@ class Studio:
 
     async def cancel(self, request: Request) -> Response:
         await read_json(request, required=False)
+        if self.ws.live is None and self.ws.preview is not None:
+            return JSONResponse({"dropped": await self._step(self.ws.drop_preview)})
         self.ws.cancel()
         return JSONResponse({"cancelling": True}, status_code=202)
+
+    async def preview(self, request: Request) -> Response:
+        body = await read_json(request)
+        interaction = self.ws.validate_round(body)
+        self.ws.round_range(body)  # checked as for a round; a preview does not propagate
+        number = self.ws.request_preview()
+        result = await asyncio.get_running_loop().run_in_executor(
+            self.model_thread, lambda: self.ws.run_preview(interaction, number))
+        return JSONResponse(result, headers=NO_STORE)
+
+    def preview_mask(self, request: Request) -> Response:
+        data, version = self.ws.preview_png()
+        return Response(data, media_type="image/png", headers={**NO_STORE, "X-Preview-Version": str(version)})
+
+    async def drop_preview(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        return JSONResponse({"dropped": await self._step(self.ws.drop_preview)})
 
     async def undo(self, request: Request) -> Response:
         await read_json(request, required=False)
@@ -296,6 +323,9 @@ def create_app(workspace: Controller, *, token: str | None = None,
         Route("/api/masks/{t:int}", studio.mask),
         Route("/api/rounds", studio.submit_round, methods=["POST"]),
         Route("/api/cancel", studio.cancel, methods=["POST"]),
+        Route("/api/preview", studio.preview, methods=["POST"]),
+        Route("/api/preview", studio.drop_preview, methods=["DELETE"]),
+        Route("/api/preview/mask", studio.preview_mask),
         Route("/api/undo", studio.undo, methods=["POST"]),
         Route("/api/objects", studio.add_object, methods=["POST"]),
         Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from atnet_jax.errors import ConflictError, InputError, NotFoundError, UsageError
+from atnet_jax.inference.plan import DIRECTIONS, RoundPlan
 from atnet_jax.inference.session import FrameUpdate, Session
 from atnet_jax.interaction.kinds import Click, Clicks, Interaction, Scribble
 from atnet_jax.io.masks import DAVIS_PALETTE
@@ -60,6 +61,21 @@ class LiveRound:
     done: int = 0
     updated: list[int] = dataclasses.field(default_factory=list)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    direction: str = "both"  # the propagation range (Session.propagate)
+    until: int | None = None
+    reused: bool = False  # whether the round took A-Net's result from the preview instead of running it again
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    """A-Net's result for an interaction not yet run: the session's round added on ``frame`` and not propagated.
+    ``labels``: the frame's labels with it; ``version``: grows with every preview (and every drop)."""
+
+    frame: int
+    interaction: Interaction
+    labels: np.ndarray
+    version: int
+    seconds: float
 
 
 class _Cancelled(Exception):
@@ -138,6 +154,12 @@ class Controller:
         self.busy = threading.Lock()  # held while a step (round, undo, object edit, export) runs
         self.versions = [0] * self.num_frames  # bumped whenever a frame's mask image changes
         self._live_labels: dict[int, np.ndarray] = {}
+        # The preview: the session holds it as a round added and not propagated; the page's masks stay the saved
+        # ones (the frame's labels from before it, in _preview_base) until a round takes it.
+        self.preview: Preview | None = None
+        self.preview_version = 0
+        self._preview_base: dict[int, np.ndarray] = {}
+        self._preview_requests = 0
         self.objects: list[dict] = []
         self.steps: list[Step] = []
         self._next_uid = 1
@@ -219,20 +241,26 @@ class Controller:
             "running": None if live is None else {"frame": live.frame, "total": live.total, "done": live.done,
                                                   "updated": list(live.updated)},
             "last_updated": (self.steps[-1].updated or []) if self.steps else [],
+            "preview": self.preview_summary(),
         }
 
     def labels(self, t: int) -> np.ndarray:
         """Frame ``t``'s labels ``[H, W]`` uint8 as the page should see them now."""
         live = self._live_labels.get(t)
+        if live is None:
+            live = self._preview_base.get(t)
         return live if live is not None else self.session.labels[t]
 
     def mask_png(self, t: int) -> bytes:
         """Frame ``t``'s labels as a palette PNG: index k = object k in its colour, index 0 transparent."""
+        self.check_frame(t)
+        return self._png(self.labels(t))
+
+    def _png(self, labels: np.ndarray) -> bytes:
         from PIL import Image
 
-        self.check_frame(t)
         palette = self.palette()
-        image = Image.fromarray(np.ascontiguousarray(self.labels(t)))
+        image = Image.fromarray(np.ascontiguousarray(labels))
         image.putpalette(palette.tobytes())
         out = io.BytesIO()
         image.save(out, format="PNG", transparency=0, compress_level=1)
@@ -286,7 +314,7 @@ class Controller:
         if not isinstance(body, dict):
             raise UsageError("expected a JSON object {\"frame\": t, \"strokes\": [...]} or {\"frame\": t, "
                              "\"clicks\": [...]}")
-        unknown = sorted(set(body) - {"frame", "strokes", "clicks"})
+        unknown = sorted(set(body) - {"frame", "strokes", "clicks", "direction", "until"})
         if unknown:
             raise UsageError(f"unknown field(s) {', '.join(map(repr, unknown))[:80]}")
         if "frame" not in body or ("strokes" in body) == ("clicks" in body):
@@ -330,11 +358,33 @@ class Controller:
                 raise UsageError(f"click {i}: {err}") from None
         return Clicks(frame, parsed, time=0.0)
 
-    def begin_round(self, frame: int) -> LiveRound:
+    def round_range(self, body: dict) -> tuple[str, int | None]:
+        """A round body's propagation range: ``"direction"`` ("both" by default, "forward", "backward") and
+        ``"until"`` (a frame, or null) -> ``(direction, until)``, or a :class:`UsageError`."""
+        direction = body.get("direction", "both")
+        if direction not in DIRECTIONS:
+            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {str(direction)[:20]!r}")
+        until = body.get("until")
+        if until is not None:
+            until = _integer(until, "until")
+            if not 0 <= until < self.num_frames:
+                raise UsageError(f"until: frame {until} is outside the video (0..{self.num_frames - 1})")
+        return direction, until
+
+    def round_plan(self, frame: int, direction: str = "both", until: int | None = None) -> RoundPlan:
+        """The frames a round on ``frame`` with this range would update (a :class:`UsageError` if it does not fit)."""
+        return self.session.plan(frame).limited(direction, until)  # type: ignore[arg-type]
+
+    def begin_round(self, frame: int, direction: str = "both", until: int | None = None) -> LiveRound:
         """Reserve the session for a round on ``frame`` (a :class:`ConflictError` if a step is running)."""
         if not self.busy.acquire(blocking=False):
             raise ConflictError("a round is running: wait for it or cancel it")
-        self.live = LiveRound(frame, self.session.plan(frame).total, time.perf_counter())
+        try:
+            plan = self.round_plan(frame, direction, until)
+        except BaseException:
+            self.busy.release()
+            raise
+        self.live = LiveRound(frame, plan.total, time.perf_counter(), direction=direction, until=until)
         self.events.publish("round_start", frame=frame, total=self.live.total, round=self._num_rounds() + 1)
         return self.live
 
@@ -364,11 +414,11 @@ class Controller:
         try:
             if live.cancel.is_set():
                 raise _Cancelled
-            on_frame(session.add(interaction))
+            on_frame(self._annotated_update(live, interaction))
             if live.cancel.is_set():
                 session.cancel()
                 raise _Cancelled
-            updates = session.propagate()
+            updates = session.propagate(live.direction, live.until)  # type: ignore[arg-type]
             for update in updates:
                 on_frame(update)
                 if live.cancel.is_set():
@@ -378,7 +428,9 @@ class Controller:
             try:
                 self._commit(Step("round", [o["uid"] for o in self.objects], frame=live.frame,
                                   strokes=interaction.to_strokes(), seconds=round(seconds, 3),
-                                  updated=sorted(live.updated)), live.updated)
+                                  updated=sorted(live.updated),
+                                  direction=None if live.direction == "both" else live.direction,
+                                  until=live.until), live.updated)
             except BaseException:  # not saved: back to the last saved step, so memory and disk agree
                 self._restore_saved()
                 raise
@@ -404,6 +456,85 @@ class Controller:
             raise ConflictError("no round is running")
         live.cancel.set()
 
+    # ------------------------------------------------------------------------------------------- preview
+
+    def _annotated_update(self, live: LiveRound, interaction: Interaction) -> FrameUpdate:
+        """The round's first frame: the preview's A-Net result where it is this very interaction (no second
+        A-Net run), else A-Net anew (any other preview dropped first)."""
+        preview = self.preview
+        pending = self.session.pending
+        if (preview is not None and preview.interaction == interaction and pending is not None
+                and pending.frame == interaction.frame):
+            live.reused = True
+            self.preview = None
+            update = FrameUpdate(preview.frame, "annotated", 1, live.total, preview.labels)
+        else:
+            self._drop_preview(publish=False)
+            update = self.session.add(interaction)
+        self._live_labels[update.frame] = update.labels  # before the saved labels stop hiding the session's
+        self._preview_base.clear()
+        return update
+
+    def request_preview(self) -> int:
+        """Number a preview request (a :class:`ConflictError` while a step runs): a later one supersedes it."""
+        if self.busy.locked():
+            raise ConflictError("a round is running: wait for it or cancel it")
+        self._preview_requests += 1
+        return self._preview_requests
+
+    def run_preview(self, interaction: Interaction, request: int) -> dict:
+        """On the model thread: A-Net on the interaction's frame as the session's round, not propagated (a
+        :meth:`run_round` with the same interaction takes it). Any earlier preview is dropped first; a request
+        that a later one superseded before it ran does nothing."""
+        if request != self._preview_requests:
+            return {"superseded": True, **(self.preview_summary() or {})}
+        if self.live is not None:  # a round was submitted after this request: it runs next, without a preview
+            raise ConflictError("a round is running: wait for it or cancel it")
+        self._drop_preview(publish=False)
+        frame = interaction.frame
+        self._preview_base[frame] = self.session.labels[frame]
+        start = time.perf_counter()
+        try:
+            update = self.session.add(interaction)
+        except BaseException:
+            self._preview_base.clear()
+            raise
+        self.preview_version += 1
+        self.preview = Preview(frame, interaction, update.labels, self.preview_version,
+                               round(time.perf_counter() - start, 4))
+        summary = self.preview_summary()
+        self.events.publish("preview", **summary)
+        return summary
+
+    def preview_summary(self) -> dict | None:
+        preview = self.preview
+        if preview is None:
+            return None
+        return {"frame": preview.frame, "version": preview.version, "seconds": preview.seconds}
+
+    def preview_png(self) -> tuple[bytes, int]:
+        """The preview's labels as a palette PNG, and its version (a :class:`NotFoundError` without one)."""
+        preview = self.preview
+        if preview is None:
+            raise NotFoundError("no preview: draw on a frame first")
+        return self._png(preview.labels), preview.version
+
+    def drop_preview(self) -> bool:
+        """On the model thread: drop the preview (the session goes back exactly to its state before it); whether
+        there was one."""
+        return self._drop_preview(publish=True)
+
+    def _drop_preview(self, *, publish: bool) -> bool:
+        had = self.preview is not None
+        self.session.cancel()  # the session's only round added and not propagated between steps is the preview's
+        self.preview = None
+        self._preview_base.clear()
+        if had:
+            self.preview_version += 1
+            if publish:
+                self.events.publish("preview", frame=None, version=self.preview_version, seconds=None)
+        return had
+
     # -------------------------------------------------------------------------------------- other steps
 
     def exclusive(self) -> None:
@@ -420,6 +551,7 @@ class Controller:
         """Go back one step (a round or an object edit), to the state saved before it."""
         if not self.steps:
             raise ConflictError("nothing to undo")
+        self.drop_preview()
         step = self.steps[-1]
         index = len(self.steps)
         state = self.history.read_state(index - 1) if index > 1 else self.history.empty_state(len(step.before))
@@ -443,6 +575,7 @@ class Controller:
         if len(self.objects) >= MAX_OBJECTS:
             raise UsageError(f"at most {MAX_OBJECTS} objects")
         before = [o["uid"] for o in self.objects]
+        self.drop_preview()
         new_id = self.session.add_object()
         self.objects.append(self._new_object())
         self._commit(Step("add_object", before, object=new_id, objects=[o["uid"] for o in self.objects]), [],
@@ -455,6 +588,7 @@ class Controller:
         if len(self.objects) == 1:
             raise ConflictError("the only object cannot be removed")
         before = [o["uid"] for o in self.objects]
+        self.drop_preview()
         self.session.remove_object(object_id)
         removed = self.objects.pop(object_id - 1)
         self._commit(Step("remove_object", before, object=object_id, removed=[removed],
@@ -489,6 +623,11 @@ class Controller:
         if any(s.kind != "round" for s in self.steps):
             return False, ("objects were added or removed between rounds; infer starts with every object from "
                            "round 1, so its masks can differ")
+        ranged = [i + 1 for i, s in enumerate(s for s in self.steps if s.kind == "round")
+                  if s.direction is not None or s.until is not None]
+        if ranged:
+            return False, (f"round(s) {', '.join(map(str, ranged))} propagated over a limited range (one direction "
+                           "or up to a frame); infer propagates every round both ways, so its masks can differ")
         return True, "replaying the scribble files in order with --objects gives these masks byte for byte"
 
     def replay_command(self, files: Sequence[Path]) -> list[str]:
@@ -506,6 +645,7 @@ class Controller:
         returns the files written, relative to it."""
         from atnet_jax.io.export import write_export
 
+        self.drop_preview()
         files = self._round_files()
         exact, why = self.replay_exact()
         replay = {"exact": exact, "why": why, "command": self.replay_command(files), "run_in": str(self.root)}

@@ -73,7 +73,8 @@ StepKind = Literal["round", "add_object", "remove_object"]
 
 @dataclasses.dataclass
 class Step:
-    """One step of the history: a round (``frame``, ``strokes``, ``seconds``, the frames it ``updated``) or an
+    """One step of the history: a round (``frame``, ``strokes``, ``seconds``, the frames it ``updated``, its
+    propagation range ``direction`` and ``until`` where not the whole video both ways) or an
     object edit (``object``, the uids of the ``objects`` after it, the ``removed`` object's record).
     ``before``: the object uids before the step (undo restores them)."""
 
@@ -86,6 +87,8 @@ class Step:
     object: int | None = None
     objects: list[int] | None = None
     removed: list[dict] | None = None
+    direction: str | None = None  # a round propagated one way only ("forward", "backward"; None: both)
+    until: int | None = None  # the frame a round's propagation stopped at on its side (None: no stop frame)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
