@@ -1,6 +1,8 @@
 // The studio's page: a thin client of the JSON API (see atnet_jax/studio/app.py). One state object; every
 // change re-renders from it. Masks, rounds and objects come from the server; only strokes not yet run live here.
 
+import { createPreview } from "./preview.js";
+
 const $ = (id) => document.getElementById(id);
 const canvas = $("view");
 const ctx = canvas.getContext("2d");
@@ -40,6 +42,8 @@ async function api(method, path, body) {
   if (!response.ok) throw new Error(data.error || `${method} ${path}: HTTP ${response.status}`);
   return data;
 }
+
+const preview = createPreview({ state, api, draw, outline, setStatus, $ });
 
 function setStatus(text, error = false) {
   state.status = text;
@@ -181,7 +185,7 @@ function draw() {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const frame = frameImage(t);
   if (frame.complete && frame.naturalWidth) ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
-  const mask = maskImage(t);
+  const mask = preview.mask(t) || maskImage(t);
   if (mask) {
     ctx.save();
     ctx.globalAlpha = state.opacity;
@@ -278,6 +282,7 @@ function renderTimeline() {
     c.className = [annotated.has(t) ? "annotated" : live.has(t) ? "live" : !state.running && last.has(t) ? "last" : "",
       t === state.t ? "current" : ""].join(" ").trim();
   }
+  preview.decorateTimeline(timeline);
 }
 
 function renderTransport() {
@@ -343,7 +348,9 @@ function renderFrame() {
 
 function seek(t) {
   if (!state.server) return;
+  const before = state.t;
   state.t = Math.max(0, Math.min(state.server.num_frames - 1, t));
+  if (state.t !== before) preview.frameChanged();
   renderFrame();
 }
 
@@ -375,7 +382,7 @@ async function run() {
     state.submitted = { frame, strokes };
     state.pending.delete(frame);
     try {
-      await api("POST", "/api/rounds", { frame, strokes });
+      await api("POST", "/api/rounds", { frame, strokes, ...preview.rangeBody() });
       // The round_start event sets state.running; a fast round may already have ended (submitted cleared).
       if (state.submitted) setStatus(`running a round on frame ${frame} ...`);
     } catch (err) {
@@ -477,6 +484,7 @@ function addPending(stroke) {
   list.push(stroke);
   state.pending.set(state.t, list);
   renderFrame();
+  preview.schedule();
 }
 
 function eraseAt(point) {
@@ -487,6 +495,7 @@ function eraseAt(point) {
   if (kept.length !== list.length) {
     state.pending.set(state.t, kept);
     renderFrame();
+    preview.schedule();
   }
 }
 
@@ -538,6 +547,7 @@ function connect() {
   source.onopen = () => refresh().catch((err) => setStatus(err.message, true));
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
+    preview.onEvent(event);
     if (event.type === "round_start") {
       state.running = { frame: event.frame, total: event.total, done: 0, updated: new Set() };
       state.progress = null;
@@ -587,12 +597,14 @@ document.addEventListener("keydown", (event) => {
   else if (key === "End") seek(state.server.num_frames - 1);
   else if (key === " ") togglePlay();
   else if (key === "Enter") run();
-  else if (key === "Escape") { if (state.running) cancel(); }
+  else if (key === "Escape") { if (state.running) cancel(); else preview.drop(); }
   else if (key === "Backspace") {
     const list = state.pending.get(state.t) || [];
     list.pop();
     renderFrame();
-  } else if (key.toLowerCase() === "u") undo();
+    preview.schedule();
+  } else if (key.toLowerCase() === "m") preview.toggleStop();
+  else if (key.toLowerCase() === "u") undo();
   else if (key.toLowerCase() === "g") suggest();
   else if (key === "+") addObject();
   else if (key === "[" || key === "]") {
