@@ -3,6 +3,7 @@ process), rounds submitted over HTTP, progress read from the event stream, masks
 
     python experiments/bench_studio.py                 # all three setups below (several minutes on 2 cores)
     python experiments/bench_studio.py --skip-full     # leave out the full-size networks
+    python experiments/bench_studio.py --page          # also stroke -> preview drawn in headless Chromium
 
 Setups:
   1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
@@ -15,6 +16,12 @@ Per round: Run -> the annotated frame's mask served (the POST, the server comput
 event, the PNG fetched), the server's own time to that frame (interaction maps, A-Net, the T-Net encoder of that
 frame: the model's share), their difference (the studio's overhead, target < 0.3 s), and Run -> the first
 propagated frame's event. RSS is the server's resident memory (/proc) after round 1 and after the last round.
+
+Preview (stroke -> preview shown), before round 1 and after the last round (a frame with a previous mask): the
+POST /api/preview round trip, the server's A-Net time in it, and POST -> the preview mask fetched (what the page
+waits for after its debounce of 300 ms, which ``--page`` adds: the time from a stroke drawn with the mouse in
+headless Chromium to the preview drawn, read from the page). Each preview sends another interaction than the one
+before (one click per object, then one object's click left out), so that A-Net runs every time.
 """
 from __future__ import annotations
 
@@ -131,7 +138,67 @@ def one_round(client: httpx.Client, url: str, frame: int, strokes: list[dict], *
     return result
 
 
-def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False) -> dict:
+def previews(client: httpx.Client, frame: int, strokes: list[dict], count: int) -> dict:
+    """``count`` previews on ``frame``, each another interaction than the one before; then the preview dropped.
+    The medians of: the POST's round trip, the server's A-Net time, POST -> the preview mask fetched."""
+    posts, servers, shown = [], [], []
+    for i in range(count):
+        sent = strokes if i % 2 == 0 or len(strokes) == 1 else strokes[:-1]
+        if len(strokes) == 1 and i % 2:
+            sent = [{**strokes[0], "path": [[min(1.0, strokes[0]["path"][0][0] + 0.01), strokes[0]["path"][0][1]]]}]
+        start = time.perf_counter()
+        response = client.post("/api/preview", json={"frame": frame, "strokes": sent})
+        response.raise_for_status()
+        answered = time.perf_counter()
+        result = response.json()
+        mask = client.get(f"/api/preview/mask?v={result['version']}")
+        mask.raise_for_status()
+        posts.append(answered - start)
+        servers.append(result["seconds"])
+        shown.append(time.perf_counter() - start)
+    client.request("DELETE", "/api/preview", headers={"content-type": "application/json"}).raise_for_status()
+    return {"frame": frame, "count": count, "post_s": round(statistics.median(posts), 4),
+            "server_a_net_s": round(statistics.median(servers), 4),
+            "post_to_mask_s": round(statistics.median(shown), 4),
+            "overhead_s": round(statistics.median(s - a for s, a in zip(shown, servers)), 4)}
+
+
+def page_previews(url: str, gt: np.ndarray, frame: int, count: int) -> dict:
+    """Stroke -> preview drawn, as the page measures it (mouse strokes in headless Chromium; the debounce
+    included)."""
+    from playwright.sync_api import sync_playwright
+    from scipy.ndimage import distance_transform_edt
+
+    height, width = gt.shape
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(profile, executable_path="/usr/bin/chromium", headless=True,
+                                                       args=flags, viewport={"width": 1280, "height": 760})
+        page = context.pages[0] if context.pages else context.new_page()
+        page.goto(url)
+        page.get_by_test_id("status").filter(has_text="ready").wait_for(timeout=60_000)
+        box = page.get_by_test_id("frame-canvas").bounding_box()
+        depth = distance_transform_edt(gt[frame] > 0)
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+        for i in range(count):
+            px = box["x"] + (x + 0.5) * box["width"] / width
+            py = box["y"] + (y + 0.5 + 2 * i) * box["height"] / height
+            page.mouse.move(px - 10, py)
+            page.mouse.down()
+            page.mouse.move(px + 10, py, steps=4)
+            page.mouse.up()
+            page.wait_for_function(f"window.studio.preview.timings.length > {i}", timeout=600_000)
+        timings = page.evaluate("window.studio.preview.timings")
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+        context.close()
+    return {"stroke_to_shown_s": round(statistics.median(timings) / 1000, 4), "count": len(timings),
+            "debounce_s": 0.3}
+
+
+def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False,
+          preview_count: int = 5, page: bool = False) -> dict:
     print(f"== {label}", flush=True)
     proc, url, startup = start_server(server_args)
     print(f"   server up in {startup:.1f} s (loading, compiling); RSS {rss_mb(proc.pid):.0f} MB", flush=True)
@@ -141,6 +208,13 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
     out: dict = {"label": label, "startup_s": round(startup, 1), "rounds": []}
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
+            if preview_count:
+                out["preview_first"] = previews(client, 0, clicks_inside(gt[0], num_objects), preview_count)
+                print(f"   preview before round 1: {_preview_line(out['preview_first'])}", flush=True)
+                if page:
+                    out["preview_page"] = page_previews(url, gt, 0, preview_count)
+                    print(f"   page: stroke -> preview drawn {out['preview_page']['stroke_to_shown_s']:.3f} s "
+                          f"(median of {out['preview_page']['count']}, the 0.3 s debounce included)", flush=True)
             for r in range(rounds):
                 frame = order[r % len(order)]
                 result = one_round(client, url, frame, clicks_inside(gt[frame], num_objects),
@@ -153,6 +227,10 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
                       f"studio overhead {result['overhead_s']:.3f} s), Run -> first propagated "
                       f"{result.get('run_to_first_propagated_s', float('nan')):.3f} s, round "
                       f"{result['run_to_end_s']:.1f} s, RSS {result['rss_mb']:.0f} MB", flush=True)
+            if preview_count and not cancel_first:
+                frame = num_frames // 2 + 1
+                out["preview_later"] = previews(client, frame, clicks_inside(gt[frame], num_objects), preview_count)
+                print(f"   preview after round {rounds}: {_preview_line(out['preview_later'])}", flush=True)
     finally:
         stop_server(proc)
     first, last = out["rounds"][0], out["rounds"][-1]
@@ -165,11 +243,20 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
     return out
 
 
+def _preview_line(result: dict) -> str:
+    return (f"POST -> preview mask fetched {result['post_to_mask_s']:.3f} s (server A-Net "
+            f"{result['server_a_net_s']:.3f} s, studio overhead {result['overhead_s']:.3f} s; POST alone "
+            f"{result['post_s']:.3f} s), median of {result['count']} on frame {result['frame']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10, help="rounds for the RSS measurement (default 10)")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-size networks")
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    parser.add_argument("--previews", type=int, default=5, help="previews timed per setup (default 5; 0: none)")
+    parser.add_argument("--page", action="store_true",
+                        help="also time stroke -> preview drawn in headless Chromium (Playwright)")
     args = parser.parse_args()
 
     from atnet_jax.demo import write_demo_video
@@ -182,7 +269,7 @@ def main() -> None:
         write_demo_video(demo_ws / "video")  # where the studio's demo expects it, so that its ground truth is known
         gt = DavisFolder(demo_ws / "video").read_masks("shapes")
         results.append(bench("demo video (12 x 240x432), demo weights", ["--workspace", str(demo_ws)], gt,
-                             rounds=args.rounds))
+                             rounds=args.rounds, preview_count=args.previews, page=args.page))
 
         video = root / "video480"
         write_demo_video(video, name="long", num_frames=50, height=480, width=854, seed=3)
@@ -190,7 +277,7 @@ def main() -> None:
         common = ["--input", str(video), "--sequence", "long", "--objects", str(int(gt.max()))]
         results.append(bench("480p video (50 x 480x854), demo weights", [*common, "--workspace",
                                                                          str(root / "ws480_demo")], gt,
-                             rounds=args.rounds))
+                             rounds=args.rounds, preview_count=args.previews, page=args.page))
         if not args.skip_full:
             from atnet_jax.io.weights import save_weights
             from atnet_jax.models import paper_model_config
@@ -201,7 +288,7 @@ def main() -> None:
             results.append(bench("480p video (50 x 480x854), full-size networks, random weights (round cancelled "
                                  "after the first propagated frame)",
                                  [*common, "--checkpoint", str(weights), "--workspace", str(root / "ws480_full")],
-                                 gt, rounds=1, cancel_first=True))
+                                 gt, rounds=1, cancel_first=True, preview_count=min(args.previews, 2)))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

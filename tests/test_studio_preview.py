@@ -73,6 +73,7 @@ def test_a_preview_is_not_a_step_and_run_takes_it_without_running_a_net_again(st
 
     result = _preview(client, frame, strokes)
     assert result["frame"] == frame and result["version"] >= 1 and calls[0] == 1
+    assert _preview(client, frame, strokes) == result and calls[0] == 1  # the same interaction again
     preview = _preview_mask(client)
     assert (preview == 1).any() and (preview == 2).any()  # both objects segmented on the frame
     np.testing.assert_array_equal(served(client, T), before)  # the saved masks are served unchanged

@@ -490,6 +490,8 @@ class Controller:
             return {"superseded": True, **(self.preview_summary() or {})}
         if self.live is not None:  # a round was submitted after this request: it runs next, without a preview
             raise ConflictError("a round is running: wait for it or cancel it")
+        if self.preview is not None and self.preview.interaction == interaction:
+            return self.preview_summary() or {}  # the same interaction again: A-Net's result stands
         self._drop_preview(publish=False)
         frame = interaction.frame
         self._preview_base[frame] = self.session.labels[frame]
