@@ -169,7 +169,7 @@ def page_previews(url: str, gt: np.ndarray, frame: int, count: int) -> dict:
     from playwright.sync_api import sync_playwright
     from scipy.ndimage import distance_transform_edt
 
-    height, width = gt.shape
+    height, width = gt.shape[1:]
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync"]
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:

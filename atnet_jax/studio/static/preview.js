@@ -112,7 +112,8 @@ export function createPreview({ state, api, draw, outline, setStatus, $ }) {
       clear();  // the round takes the preview: its frame events show the masks from here on
     } else if (event.type === "preview" && event.frame === null) {
       clear();  // dropped by another step (undo, an object edit, export)
-    } else if ((event.type === "round_end" && event.status !== "done") || event.type === "state") {
+    } else if ((event.type === "round_end" && event.status !== "done") || event.type === "state" ||
+               event.type === "exported") {
       // Strokes back in pending (a round cancelled or failed), or a step dropped the preview: preview again.
       setTimeout(() => { if (strokesOf(state.t).length && !p.server) schedule(); }, 0);
     }
