@@ -123,6 +123,9 @@ def test_preview_as_you_draw_and_the_propagation_range(tmp_path):
             assert step["until"] == 3 and step["updated"] == [3, 4, 5] and "direction" not in step
             np.testing.assert_array_equal(after3[:3], after2[:3])
             np.testing.assert_array_equal(after3[6:], after2[6:])
+            assert "\u2192" in page.get_by_test_id("step-2").inner_text()  # forward, in the history
+            assert "(stop 3)" in page.get_by_test_id("step-3").inner_text()
+            page.screenshot(path=str(tmp_path / "range.png"))
             page.get_by_test_id("clear-stop").click()
             assert "stop" not in page.get_by_test_id("timeline-cell-3").get_attribute("class")
             assert page.get_by_test_id("stop-frame").inner_text() == ""

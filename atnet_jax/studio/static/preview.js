@@ -128,6 +128,12 @@ export function createPreview({ state, api, draw, outline, setStatus, $ }) {
     return body;
   }
 
+  // A round's range in the history: "" for both ways with no stop frame.
+  function rangeLabel(step) {
+    const way = step.direction === "forward" ? " \u2192" : step.direction === "backward" ? " \u2190" : "";
+    return way + (Number.isInteger(step.until) ? ` (stop ${step.until})` : "");
+  }
+
   function toggleStop() {
     p.stop = p.stop === state.t ? null : state.t;
     renderRange();
@@ -153,5 +159,5 @@ export function createPreview({ state, api, draw, outline, setStatus, $ }) {
   $("clear-stop").addEventListener("click", () => { p.stop = null; renderRange(); });
   renderRange();
 
-  return { schedule, drop, mask, frameChanged, onEvent, rangeBody, toggleStop, decorateTimeline };
+  return { schedule, drop, mask, frameChanged, onEvent, rangeBody, rangeLabel, toggleStop, decorateTimeline };
 }

@@ -248,7 +248,7 @@ function renderSteps() {
     li.dataset.testid = `step-${i + 1}`;
     if (step.kind === "round") {
       round += 1;
-      li.innerHTML = `<span>${round}: frame ${step.frame}</span><span class="dim">${step.seconds.toFixed(1)} s</span>`;
+      li.innerHTML = `<span>${round}: frame ${step.frame}${preview.rangeLabel(step)}</span><span class="dim">${step.seconds.toFixed(1)} s</span>`;
       li.onclick = () => seek(step.frame);
     } else {
       const verb = step.kind === "add_object" ? "added" : "removed";
