@@ -21,7 +21,8 @@ Preview (stroke -> preview shown), before round 1 and after the last round (a fr
 POST /api/preview round trip, the server's A-Net time in it, and POST -> the preview mask fetched (what the page
 waits for after its debounce of 300 ms, which ``--page`` adds: the time from a stroke drawn with the mouse in
 headless Chromium to the preview drawn, read from the page). Each preview sends another interaction than the one
-before (one click per object, then one object's click left out), so that A-Net runs every time.
+before (one click per object, then one object's click left out), so that A-Net runs every time. After the last
+round, a round is run with the last previewed strokes: Run -> annotated mask served without A-Net running again.
 """
 from __future__ import annotations
 
@@ -138,9 +139,10 @@ def one_round(client: httpx.Client, url: str, frame: int, strokes: list[dict], *
     return result
 
 
-def previews(client: httpx.Client, frame: int, strokes: list[dict], count: int) -> dict:
-    """``count`` previews on ``frame``, each another interaction than the one before; then the preview dropped.
-    The medians of: the POST's round trip, the server's A-Net time, POST -> the preview mask fetched."""
+def previews(client: httpx.Client, frame: int, strokes: list[dict], count: int, *, keep: bool = False) -> dict:
+    """``count`` previews on ``frame``, each another interaction than the one before; then the preview dropped
+    (``keep``: left for Run, the strokes it holds in ``"strokes"``). The medians of: the POST's round trip, the
+    server's A-Net time, POST -> the preview mask fetched."""
     posts, servers, shown = [], [], []
     for i in range(count):
         sent = strokes if i % 2 == 0 or len(strokes) == 1 else strokes[:-1]
@@ -156,8 +158,9 @@ def previews(client: httpx.Client, frame: int, strokes: list[dict], count: int) 
         posts.append(answered - start)
         servers.append(result["seconds"])
         shown.append(time.perf_counter() - start)
-    client.request("DELETE", "/api/preview", headers={"content-type": "application/json"}).raise_for_status()
-    return {"frame": frame, "count": count, "post_s": round(statistics.median(posts), 4),
+    if not keep:
+        client.request("DELETE", "/api/preview", headers={"content-type": "application/json"}).raise_for_status()
+    return {"frame": frame, "count": count, "strokes": sent, "post_s": round(statistics.median(posts), 4),
             "server_a_net_s": round(statistics.median(servers), 4),
             "post_to_mask_s": round(statistics.median(shown), 4),
             "overhead_s": round(statistics.median(s - a for s, a in zip(shown, servers)), 4)}
@@ -210,6 +213,7 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
         with httpx.Client(base_url=url, timeout=600) as client:
             if preview_count:
                 out["preview_first"] = previews(client, 0, clicks_inside(gt[0], num_objects), preview_count)
+                del out["preview_first"]["strokes"]
                 print(f"   preview before round 1: {_preview_line(out['preview_first'])}", flush=True)
                 if page:
                     out["preview_page"] = page_previews(url, gt, 0, preview_count)
@@ -229,8 +233,13 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
                       f"{result['run_to_end_s']:.1f} s, RSS {result['rss_mb']:.0f} MB", flush=True)
             if preview_count and not cancel_first:
                 frame = num_frames // 2 + 1
-                out["preview_later"] = previews(client, frame, clicks_inside(gt[frame], num_objects), preview_count)
-                print(f"   preview after round {rounds}: {_preview_line(out['preview_later'])}", flush=True)
+                later = previews(client, frame, clicks_inside(gt[frame], num_objects), preview_count, keep=True)
+                print(f"   preview after round {rounds}: {_preview_line(later)}", flush=True)
+                taken = one_round(client, url, frame, later.pop("strokes"))  # Run takes the preview: no A-Net run
+                out["preview_later"], out["run_after_preview"] = later, taken
+                print(f"   Run with the previewed strokes -> annotated mask served "
+                      f"{taken['run_to_annotated_served_s']:.3f} s (server {taken['server_annotated_s']:.3f} s: "
+                      "A-Net's result taken from the preview)", flush=True)
     finally:
         stop_server(proc)
     first, last = out["rounds"][0], out["rounds"][-1]
