@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,16 @@ def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str 
 
 
 def check_overlay_writer(overlay: str) -> None:
-    """RuntimeError now, not after the run, where OpenCV cannot encode the overlay video (no mp4v)."""
+    """An :class:`~atnet_jax.io.mp4.EncoderError` now, not after the run, where the H.264 encoder cannot write
+    the overlay video."""
     if overlay != "video":
         return
-    import cv2
+    from atnet_jax.io.mp4 import EncoderError, check_encoder
 
-    with tempfile.TemporaryDirectory(prefix="atnet_jax_mp4v_") as tmp:
-        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
-        ok = writer.isOpened()
-        writer.release()
-    if not ok:
-        raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
+    try:
+        check_encoder()
+    except EncoderError as err:
+        raise EncoderError(f"{err}; use --overlay images") from None
 
 
 def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video", *,
