@@ -15,8 +15,12 @@ POST     /api/undo                  undo the last step (a round or an object edi
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
+GET      /api/scores                per-frame J&F against the video's ground truth and the mean after each step
+                                    (``{"available": false}`` where the video has none)
 GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
 POST     /api/export                write the workspace's export/ folder
+POST     /api/export.zip            write it, and answer it as one zip (an attachment; entries ``export/...``)
+GET      /api/export/video          the last export's overlay video (H.264 MP4)
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
 =======  =========================  =====================================================================
 
@@ -37,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -159,10 +164,22 @@ class Studio:
         result = await asyncio.get_running_loop().run_in_executor(None, self.ws.suggest)
         return JSONResponse(result)
 
+    def scores(self, request: Request) -> Response:  # sync: Starlette runs it off the event loop
+        return JSONResponse(self.ws.scores(), headers=NO_STORE)
+
     async def export(self, request: Request) -> Response:
         await read_json(request, required=False)
         files = await self._step(self.ws.export)
         return JSONResponse({"folder": "export", "files": files})
+
+    async def export_zip(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        path = await self._step(self.ws.export_zip)
+        return FileResponse(path, media_type="application/zip", filename=f"{self.ws.name}_export.zip",
+                            headers=NO_STORE, background=BackgroundTask(path.unlink, missing_ok=True))
+
+    def export_video(self, request: Request) -> Response:
+        return FileResponse(self.ws.export_video(), media_type="video/mp4", headers=NO_STORE)
 
     async def events(self, request: Request) -> Response:
         """Server-sent events. ``?since=N`` replays the logged events after id N first; ``?until=round_end``
@@ -301,7 +318,10 @@ def create_app(workspace: Controller, *, token: str | None = None,
         Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),
         Route("/api/objects/{k:int}", studio.remove_object, methods=["DELETE"]),
         Route("/api/suggest", studio.suggest),
+        Route("/api/scores", studio.scores),
         Route("/api/export", studio.export, methods=["POST"]),
+        Route("/api/export.zip", studio.export_zip, methods=["POST"]),
+        Route("/api/export/video", studio.export_video),
         Route("/api/events", studio.events),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
