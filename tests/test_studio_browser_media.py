@@ -199,3 +199,60 @@ def test_no_scores_without_ground_truth_in_browser(tmp_path):
         _stop(proc)
 
 
+
+
+def test_dataset_start_page_in_browser(tmp_path):
+    sync_playwright = _require_browser()
+    import httpx
+    from conftest import data_path
+
+    from atnet_jax.io.davis import DavisFolder
+
+    davis = data_path("davis_mini")
+    gt0 = DavisFolder(davis).read_masks("bear")[0]
+    root = tmp_path / "workspaces"
+    proc, url = _start_studio("--input", str(davis), "--workspace", str(root), "--size", "240")
+    try:
+        client = httpx.Client(base_url=url, timeout=60)
+        listing = client.get("/api/dataset").json()
+        assert [s["name"] for s in listing["sequences"]] == ["bear", "car-shadow", "tennis"]
+        assert listing["open"] is None
+        assert client.get("/api/state").status_code == 409  # nothing open yet
+        bad = client.post("/api/dataset/open", json={"sequence": "../bear"})
+        assert bad.status_code == 404 and "no sequence '../bear'" in bad.json()["error"]
+        assert client.post("/api/dataset/open", json={"name": "bear"}).status_code == 400
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+                viewport={"width": 1280, "height": 760})
+            page = context.pages[0] if context.pages else context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(url)
+            for name, frames in [("bear", 2), ("car-shadow", 40), ("tennis", 2)]:
+                row = page.get_by_test_id(f"sequence-{name}")
+                assert row.locator("td").nth(1).inner_text() == str(frames)
+                assert page.get_by_test_id(f"sequence-state-{name}").inner_text() == "not started"
+            page.get_by_test_id("open-bear").click()
+            page.wait_for_url(url.rstrip("/") + "/")
+            page.get_by_test_id("status").filter(has_text="ready").wait_for(timeout=120_000)
+            assert page.get_by_test_id("dataset-back").is_visible()
+            assert page.get_by_test_id("frame-label").inner_text() == "frame 0 / 1"
+            assert (root / "bear" / "studio.json").is_file()
+
+            _scribble_each_object(page, gt0, 1)
+            page.get_by_test_id("run").click()
+            page.get_by_test_id("status").filter(has_text="round 1 on frame 0").wait_for(timeout=120_000)
+            page.get_by_test_id("step-score-1").wait_for()  # bear has ground truth
+
+            page.get_by_test_id("dataset-back").click()
+            page.get_by_test_id("sequence-state-bear").filter(has_text="1 round").wait_for()
+            assert page.get_by_test_id("sequence-state-bear").inner_text() == "1 round"
+            assert page.get_by_test_id("sequence-state-tennis").inner_text() == "not started"
+            assert "(open)" in page.get_by_test_id("sequence-bear").inner_text()
+            page.screenshot(path=str(tmp_path / "start.png"))
+            assert errors == []
+            context.close()
+        client.close()
+    finally:
+        _stop(proc)

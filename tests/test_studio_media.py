@@ -123,3 +123,61 @@ def test_no_scores_without_ground_truth(demo, tmp_path):
         run_round(client, demo["frame"], demo["strokes"])
         assert client.get("/api/scores").json() == {"available": False}
     assert not (tmp_path / "ws" / "scores.json").exists()
+
+
+class FakeWorkspace:
+    """What :class:`Dataset` needs of a controller: a name, the step lock, close."""
+
+    def __init__(self, name: str) -> None:
+        import threading
+
+        self.name = name
+        self.busy = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_dataset_lists_states_and_switches_sequences(tmp_path):
+    from conftest import data_path
+
+    from atnet_jax.errors import ConflictError, NotFoundError, UsageError
+    from atnet_jax.io.safe import write_json
+    from atnet_jax.studio.dataset import Dataset
+
+    root = tmp_path / "workspaces"
+    (root / "tennis" / "export").mkdir(parents=True)  # a sequence with two rounds and an object edit, exported
+    steps = [{"kind": "round", "before": [1], "frame": 0}, {"kind": "add_object", "before": [1]},
+             {"kind": "round", "before": [1, 2], "frame": 1}]
+    write_json(root / "tennis" / "studio.json", {"format": 1, "name": "tennis", "video": {"input": "x"},
+                                                 "checkpoint": "w", "objects": [], "steps": steps, "next_uid": 3})
+    opened, closed = [], []
+
+    def opener(name, folder):
+        assert folder == root / name
+        opened.append(name)
+        return FakeWorkspace(name)
+
+    dataset = Dataset(data_path("davis_mini"), root, opener, lambda ws: closed.append(ws.name))
+    listing = dataset.listing()
+    assert [(s["name"], s["frames"], s["state"]) for s in listing["sequences"]] == [
+        ("bear", 2, "not started"), ("car-shadow", 40, "not started"), ("tennis", 2, "2 rounds, exported")]
+    assert listing["open"] is None
+
+    first = dataset.open("bear")
+    assert dataset.open("bear") is first and opened == ["bear"]  # already open: kept
+    first.busy.acquire()  # a round of bear runs: no switching
+    with pytest.raises(ConflictError, match="round of bear is running"):
+        dataset.open("tennis")
+    assert dataset.current is first and not first.closed
+    first.busy.release()
+    second = dataset.open("tennis")
+    assert first.closed and closed == ["bear"] and dataset.current is second
+    assert dataset.listing()["open"] == "tennis"
+    for body, kind in [({"sequence": "../bear"}, NotFoundError), ({"sequence": 3}, UsageError), ([], UsageError),
+                       ({"sequence": "bear", "x": 1}, UsageError)]:
+        with pytest.raises(kind):
+            dataset.check_name(body)
+    dataset.close()
+    assert second.closed and dataset.current is None

@@ -24,6 +24,14 @@ GET      /api/export/video          the last export's overlay video (H.264 MP4)
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
 =======  =========================  =====================================================================
 
+Over a dataset (a DAVIS root without ``--sequence``) ``/`` is the start page until a sequence is open, ``/start``
+always; the routes above answer for the open sequence (409 while none is), and:
+
+=======  =========================  =====================================================================
+GET      /api/dataset               the sequences with their state (rounds, exported) and the open one
+POST     /api/dataset/open          ``{"sequence": NAME}``: open it (its workspace ``<root>/NAME/``)
+=======  =========================  =====================================================================
+
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
 the browser asking first), and a step sent while a round runs gets 409.
 """
@@ -48,8 +56,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from atnet_jax.errors import AtnetError, UsageError, one_line
+from atnet_jax.errors import AtnetError, ConflictError, NotFoundError, UsageError, one_line
 from atnet_jax.studio.controller import Controller
+from atnet_jax.studio.dataset import Dataset
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
@@ -95,21 +104,56 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
 class Studio:
     """The app's handlers over one workspace, with the single model thread."""
 
-    def __init__(self, workspace: Controller) -> None:
-        self.ws = workspace
+    def __init__(self, workspace: Controller | None, dataset: Dataset | None = None) -> None:
+        self._ws = workspace
+        self.dataset = dataset
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
         self.stopping = False  # set when the server shuts down: event streams end
 
+    @property
+    def ws(self) -> Controller:
+        """The workspace the API works on: the one given, or the dataset's open sequence."""
+        if self.dataset is None:
+            assert self._ws is not None
+            return self._ws
+        current = self.dataset.current
+        if current is None:
+            raise ConflictError("no sequence is open: choose one on the start page (/start)")
+        return current
+
     async def _step(self, fn: Callable[[], Any]) -> Any:
         """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
-        self.ws.exclusive()
+        ws = self.ws
+        ws.exclusive()
         try:
             return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn)
         finally:
-            self.ws.busy.release()
+            ws.busy.release()
 
     async def index(self, request: Request) -> Response:
+        if self.dataset is not None and self.dataset.current is None:
+            return await self.start(request)
         return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    async def start(self, request: Request) -> Response:
+        if self.dataset is None:
+            raise NotFoundError("the studio serves one video, not a dataset: there is no start page")
+        return FileResponse(STATIC / "start.html", headers=NO_STORE)
+
+    def _dataset(self) -> Dataset:
+        if self.dataset is None:
+            raise NotFoundError("the studio serves one video, not a dataset (start it with --input DAVIS_ROOT "
+                                "and no --sequence)")
+        return self.dataset
+
+    def dataset_listing(self, request: Request) -> Response:  # sync: it reads every workspace's record
+        return JSONResponse(self._dataset().listing(), headers=NO_STORE)
+
+    async def dataset_open(self, request: Request) -> Response:
+        dataset = self._dataset()
+        name = dataset.check_name(await read_json(request))
+        await asyncio.get_running_loop().run_in_executor(self.model_thread, dataset.open, name)
+        return JSONResponse({"open": name})
 
     async def state(self, request: Request) -> Response:
         return JSONResponse(self.ws.summary(), headers=NO_STORE)
@@ -123,14 +167,15 @@ class Studio:
 
     async def submit_round(self, request: Request) -> Response:
         body = await read_json(request)
-        interaction = self.ws.validate_round(body)
-        last_event = self.ws.events.last_id
-        live = self.ws.begin_round(interaction.frame)
+        ws = self.ws
+        interaction = ws.validate_round(body)
+        last_event = ws.events.last_id
+        live = ws.begin_round(interaction.frame)
         try:
-            self.model_thread.submit(self.ws.run_round, live, interaction)
+            self.model_thread.submit(ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
-            self.ws.live = None
-            self.ws.busy.release()
+            ws.live = None
+            ws.busy.release()
             raise HttpError(503, "the studio is shutting down") from None
         return JSONResponse({"frame": interaction.frame, "total": live.total, "since": last_event}, status_code=202)
 
@@ -193,8 +238,9 @@ class Studio:
             with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        last = self.ws.events.subscribe(listener)
-        backlog = self.ws.events.between(int(since), last) if since.isdigit() else []
+        events = self.ws.events
+        last = events.subscribe(listener)
+        backlog = events.between(int(since), last) if since.isdigit() else []
 
         async def stream() -> AsyncIterator[str]:
             try:
@@ -218,17 +264,20 @@ class Studio:
                     if until is not None and event["type"] == until:
                         return
             finally:
-                self.ws.events.unsubscribe(listener)
+                events.unsubscribe(listener)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={**NO_STORE, "X-Accel-Buffering": "no"})
 
     def close(self) -> None:
-        live = self.ws.live
+        live = self._ws.live if self.dataset is None else getattr(self.dataset.current, "live", None)
         if live is not None:
             live.cancel.set()
         self.model_thread.shutdown(wait=True, cancel_futures=True)
-        self.ws.close()
+        if self.dataset is not None:
+            self.dataset.close()
+        elif self._ws is not None:
+            self._ws.close()
 
 
 async def _project_error(request: Request, exc: Exception) -> Response:
@@ -301,13 +350,17 @@ class Guard:
         await self.app(scope, receive, send_with_cookie)
 
 
-def create_app(workspace: Controller, *, token: str | None = None,
-               allowed_hosts: list[str] | None = None) -> Starlette:
-    """The studio's ASGI app over ``workspace``. ``token``: required on every request when given;
-    ``allowed_hosts``: the Host header values accepted (None: any)."""
-    studio = Studio(workspace)
+def create_app(workspace: Controller | None, *, token: str | None = None,
+               allowed_hosts: list[str] | None = None, dataset: Dataset | None = None) -> Starlette:
+    """The studio's ASGI app over ``workspace``, or over the sequences of ``dataset`` (``workspace`` None).
+    ``token``: required on every request when given; ``allowed_hosts``: the Host header values accepted (None:
+    any)."""
+    studio = Studio(workspace, dataset)
     routes = [
         Route("/", studio.index),
+        Route("/start", studio.start),
+        Route("/api/dataset", studio.dataset_listing),
+        Route("/api/dataset/open", studio.dataset_open, methods=["POST"]),
         Route("/api/state", studio.state),
         Route("/api/frames/{t:int}", studio.frame),
         Route("/api/masks/{t:int}", studio.mask),
