@@ -1,8 +1,9 @@
 """The studio's media in headless Chromium (Playwright), as a person uses them: ground-truth J&F under the
-timeline and per step in the history (the demo video has ground truth; a plain folder of frames has none),
+timeline and per step in the history (the demo video has ground truth; a sequence without Annotations none),
 Download zip (the browser's download, a zip that opens and holds the served masks), and the exported overlay
 video played by the browser's own <video> element (H.264: it loads, has a duration, and a seek to the middle
-decodes a frame that is not black). With ``CI=true`` a missing browser fails instead of skipping."""
+decodes a frame that is not black), and the start page over a DAVIS root's sequences. With ``CI=true`` a
+missing browser fails instead of skipping."""
 from __future__ import annotations
 
 import os
@@ -165,50 +166,20 @@ def test_scores_download_and_video_in_browser(tmp_path):
         _stop(proc)
 
 
-def test_no_scores_without_ground_truth_in_browser(tmp_path):
-    sync_playwright = _require_browser()
-    from atnet_jax.demo import write_demo_video
-    from atnet_jax.io.davis import DavisFolder
-
-    video = tmp_path / "video"
-    write_demo_video(video)
-    frames = video / "JPEGImages" / "480p" / "shapes"  # the frames alone: no ground truth beside them
-    gt0 = DavisFolder(video).read_masks("shapes")[0]
-    proc, url = _start_studio("--workspace", str(tmp_path / "ws"), "--input", str(frames), "--objects", "2")
-    try:
-        with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 760})
-            page = context.pages[0] if context.pages else context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            page.goto(url)
-            page.get_by_test_id("status").filter(has_text="ready").wait_for()
-            _scribble_each_object(page, gt0, 2)
-            page.get_by_test_id("run").click()
-            page.get_by_test_id("status").filter(has_text="round 1 on frame 0").wait_for(timeout=120_000)
-            page.get_by_test_id("step-1").wait_for()
-            page.wait_for_timeout(500)  # the scores request after the step has answered
-            assert not page.get_by_test_id("scores").is_visible()
-            assert not page.get_by_test_id("scores-legend").is_visible()
-            assert page.locator("[data-testid^=step-score-]").count() == 0
-            assert errors == []
-            context.close()
-    finally:
-        _stop(proc)
-
-
-
-
 def test_dataset_start_page_in_browser(tmp_path):
     sync_playwright = _require_browser()
+    import shutil
+
     import httpx
     from conftest import data_path
 
     from atnet_jax.io.davis import DavisFolder
 
-    davis = data_path("davis_mini")
+    davis = tmp_path / "davis"  # davis_mini's three sequences, tennis without its ground truth
+    for name in ("bear", "car-shadow", "tennis"):
+        shutil.copytree(data_path("davis_mini", "JPEGImages", "480p", name), davis / "JPEGImages" / "480p" / name)
+    for name in ("bear", "car-shadow"):
+        shutil.copytree(data_path("davis_mini", "Annotations", "480p", name), davis / "Annotations" / "480p" / name)
     gt0 = DavisFolder(davis).read_masks("bear")[0]
     root = tmp_path / "workspaces"
     proc, url = _start_studio("--input", str(davis), "--workspace", str(root), "--size", "240")
@@ -244,6 +215,7 @@ def test_dataset_start_page_in_browser(tmp_path):
             page.get_by_test_id("run").click()
             page.get_by_test_id("status").filter(has_text="round 1 on frame 0").wait_for(timeout=120_000)
             page.get_by_test_id("step-score-1").wait_for()  # bear has ground truth
+            assert page.get_by_test_id("scores").is_visible()
 
             page.get_by_test_id("dataset-back").click()
             page.get_by_test_id("sequence-state-bear").filter(has_text="1 round").wait_for()
@@ -251,6 +223,27 @@ def test_dataset_start_page_in_browser(tmp_path):
             assert page.get_by_test_id("sequence-state-tennis").inner_text() == "not started"
             assert "(open)" in page.get_by_test_id("sequence-bear").inner_text()
             page.screenshot(path=str(tmp_path / "start.png"))
+
+            # tennis has no ground truth: no scores, also after a round.
+            page.get_by_test_id("open-tennis").click()
+            page.wait_for_url(url.rstrip("/") + "/")
+            page.get_by_test_id("status").filter(has_text="ready").wait_for(timeout=120_000)
+            assert page.get_by_test_id("frame-label").inner_text() == "frame 0 / 1"
+            page.get_by_test_id("tool-pos-scribble").click()
+            box = page.get_by_test_id("frame-canvas").bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=5)
+            page.mouse.up()
+            page.get_by_test_id("run").click()
+            page.get_by_test_id("status").filter(has_text="round 1 on frame 0").wait_for(timeout=120_000)
+            page.get_by_test_id("step-1").wait_for()
+            page.wait_for_timeout(500)  # the scores request after the step has answered
+            assert client.get("/api/scores").json() == {"available": False}
+            assert not page.get_by_test_id("scores").is_visible()
+            assert not page.get_by_test_id("scores-legend").is_visible()
+            assert page.locator("[data-testid^=step-score-]").count() == 0
+            assert not (root / "tennis" / "scores.json").exists()
             assert errors == []
             context.close()
         client.close()
