@@ -70,7 +70,9 @@ def test_export_zip_holds_the_export_and_the_served_masks(studio, demo, monkeypa
     assert served_video.content == video
 
 
-def test_export_zip_needs_json_and_is_refused_while_a_round_runs(studio, demo):
+def test_export_zip_refusals_and_a_failing_encoder(studio, demo, monkeypatch, tmp_path):
+    from atnet_jax.io import mp4
+
     client, ws = studio
     assert client.post("/api/export.zip", content=b"{}").status_code == 415
     ws.busy.acquire()
@@ -79,6 +81,19 @@ def test_export_zip_needs_json_and_is_refused_while_a_round_runs(studio, demo):
         assert response.status_code == 409 and "round is running" in response.json()["error"]
     finally:
         ws.busy.release()
+    failing = tmp_path / "ffmpeg"
+    failing.write_text("#!/bin/sh\necho 'libx264: out of memory' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(mp4, "ffmpeg_exe", lambda: str(failing))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    response = client.post("/api/export.zip", json={})
+    assert response.status_code == 500
+    assert response.json()["error"] == ("the H.264 encoder (ffmpeg libx264) failed on shapes_overlay.mp4: "
+                                        "libx264: out of memory")
+    assert not (ws.root / "export").exists() and list(spool.iterdir()) == []
+    assert [p.name for p in ws.root.iterdir() if p.name.startswith(".export")] == []  # no staging folder left
 
 
 def test_scores_against_numpy_per_frame_and_per_step(studio, demo):

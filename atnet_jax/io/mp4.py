@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from atnet_jax.errors import AtnetError
 from atnet_jax.io.safe import atomic_write
 
 CRF = 18  # x264 quality: visually lossless for overlays, about 10x smaller than mp4v at equal quality
 PRESET = "veryfast"
 
 
-class EncoderError(RuntimeError):
-    """The H.264 encoder is missing or failed (its message says why)."""
+class EncoderError(AtnetError, RuntimeError):
+    """The H.264 encoder is missing or failed (its message says why): exit status 1, HTTP 500."""
 
 
 def ffmpeg_exe() -> str:

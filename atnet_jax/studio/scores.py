@@ -5,7 +5,8 @@ truth mask, their mean, and the mean after each step of the history, as MiVOS sh
 J and F are the DAVIS definitions (:mod:`atnet_jax.interaction.metrics`, every pixel counted as the
 ``davisinteractive`` service does); a frame's score is the mean over the ground truth's objects of (J + F) / 2, an
 object the studio lacks scoring 0. Per-frame scores are cached by the frame's mask version, so only changed frames
-are scored again; the step means are kept in ``scores.json`` in the workspace.
+are scored again. A step's mean is measured the first time the scores are asked for after it (the page asks after
+every step) and kept in ``scores.json`` in the workspace.
 """
 from __future__ import annotations
 
