@@ -196,3 +196,18 @@ def test_dataset_lists_states_and_switches_sequences(tmp_path):
             dataset.check_name(body)
     dataset.close()
     assert second.closed and dataset.current is None
+
+
+def test_a_davis_root_without_sequence_is_a_dataset(tmp_path):
+    from conftest import data_path
+
+    from atnet_jax.studio.__main__ import build_parser, check_args, is_dataset
+
+    root = str(data_path("davis_mini"))
+    args = build_parser().parse_args(["--input", root])
+    check_args(args)  # no longer a usage error: the start page
+    assert is_dataset(args)
+    assert not is_dataset(build_parser().parse_args(["--input", root, "--sequence", "bear"]))
+    frames = str(data_path("davis_mini", "JPEGImages", "480p", "bear"))
+    assert not is_dataset(build_parser().parse_args(["--input", frames]))
+    assert not is_dataset(build_parser().parse_args([]))
