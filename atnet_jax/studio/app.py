@@ -219,8 +219,9 @@ class Studio:
 
     async def export_zip(self, request: Request) -> Response:
         await read_json(request, required=False)
-        path = await self._step(self.ws.export_zip)
-        return FileResponse(path, media_type="application/zip", filename=f"{self.ws.name}_export.zip",
+        ws = self.ws
+        path = await self._step(ws.export_zip)
+        return FileResponse(path, media_type="application/zip", filename=f"{ws.name}_export.zip",
                             headers=NO_STORE, background=BackgroundTask(path.unlink, missing_ok=True))
 
     def export_video(self, request: Request) -> Response:
