@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="number of objects (default: the largest object id in the files; an object with "
                              "no stroke or click of its own in any file is an error unless --objects asks for it)")
     parser.add_argument("--overlay", choices=OVERLAYS,
-                        help="how to write the overlay of masks on frames (default: video; the demo: images)")
+                        help="how to write the overlay of masks on frames: video (an H.264 MP4 that browsers "
+                             "play), images (JPEGs) or none (default: video; the demo: images)")
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
                              f"video's own size (default: {DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")

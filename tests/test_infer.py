@@ -72,6 +72,7 @@ def test_two_rounds_write_palette_masks_and_overlays(tmp_path, davis_root, weigh
 def test_overlay_video(tmp_path, davis_root, weights):
     out = tmp_path / "out"
     assert infer.main(_args(weights[0], davis_root, [_scribbles(tmp_path / "r1.json", 0)], out)) == 0
+    assert b"avc1" in (out / "toy_overlay.mp4").read_bytes()[:4096]  # H.264, its index first (faststart)
     video = cv2.VideoCapture(str(out / "toy_overlay.mp4"))
     count = 0
     while video.read()[0]:

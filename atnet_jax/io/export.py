@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,16 @@ def check_results_output(output: Path, name: str, *, overwrite: bool, flag: str 
 
 
 def check_overlay_writer(overlay: str) -> None:
-    """RuntimeError now, not after the run, where OpenCV cannot encode the overlay video (no mp4v)."""
+    """An :class:`~atnet_jax.io.mp4.EncoderError` now, not after the run, where the H.264 encoder cannot write
+    the overlay video."""
     if overlay != "video":
         return
-    import cv2
+    from atnet_jax.io.mp4 import EncoderError, check_encoder
 
-    with tempfile.TemporaryDirectory(prefix="atnet_jax_mp4v_") as tmp:
-        writer = cv2.VideoWriter(str(Path(tmp) / "probe.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
-        ok = writer.isOpened()
-        writer.release()
-    if not ok:
-        raise RuntimeError("OpenCV cannot write mp4 videos here (no mp4v encoder); use --overlay images")
+    try:
+        check_encoder()
+    except EncoderError as err:
+        raise EncoderError(f"{err}; use --overlay images") from None
 
 
 def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str = "video", *,
@@ -62,7 +60,7 @@ def write_sequence_files(folder: Path, name: str, frames, labels, overlay: str =
       labels: ``[T, H, W]`` uint8 object ids (0 = background).
       overlay: one of :data:`OVERLAYS`.
       palette: the overlay's colours (the masks always carry the DAVIS palette).
-      hint: how the error ends where OpenCV cannot write the overlay video.
+      hint: how the error ends where the H.264 encoder fails.
     Returns what was written, masks folder first.
     """
     from tqdm import tqdm
@@ -166,3 +164,21 @@ def write_export(folder: Path, *, name: str, frames: Any, labels: Any, object_na
     (folder / "replay.json").write_text(json.dumps(replay, indent=1))
     return [f"{name}/", f"{name}_rle.json", f"{name}_overlay.mp4", *[f"scribbles/{p.name}" for p in scribble_files],
             "replay.json"]
+
+
+STORED_SUFFIXES = (".png", ".mp4", ".jpg")  # already compressed: stored as they are in a zip
+
+
+def zip_folder(folder: Path, out: Any, *, prefix: str) -> list[str]:
+    """Write every file under ``folder`` into the zip file ``out`` (a path or a binary file object) as
+    ``prefix/<relative path>``, sorted; returns the names written."""
+    import zipfile
+
+    names = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            name = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            kind = zipfile.ZIP_STORED if path.suffix.lower() in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+            archive.write(path, name, compress_type=kind)
+            names.append(name)
+    return names

@@ -31,18 +31,17 @@ def overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: f
 
 def write_overlay_video(path: Path, frames: Any, labels: Any, palette: np.ndarray, *, fps: float = 10.0,
                         hint: str = "") -> None:
-    """The masks over the frames as an MP4 (mp4v) at the video's size: ``labels`` has ``len`` and
-    ``labels[t] -> [H, W]`` uint8, ``frames[t] -> [H, W, 3]`` uint8 RGB. ``hint`` ends the error where OpenCV
-    has no mp4v encoder."""
+    """The masks over the frames as an H.264 MP4 that browsers play (:func:`atnet_jax.io.mp4.write_h264`; odd
+    sizes padded to even): ``labels`` has ``len`` and ``labels[t] -> [H, W]`` uint8, ``frames[t] -> [H, W, 3]``
+    uint8 RGB. ``hint`` ends the error where the encoder fails."""
+    from atnet_jax.io.mp4 import EncoderError, write_h264
+
     height, width = np.shape(labels[0])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path.name} (no mp4v encoder){hint}")
+    drawn = (overlay(np.asarray(frames[t]), np.asarray(labels[t]), palette) for t in range(len(labels)))
     try:
-        for t in range(len(labels)):
-            writer.write(overlay(np.asarray(frames[t]), np.asarray(labels[t]), palette)[:, :, ::-1])
-    finally:
-        writer.release()
+        write_h264(path, drawn, height, width, fps=fps)
+    except EncoderError as err:
+        raise EncoderError(f"{err}{hint}") from None
 
 
 def draw_strokes(image: np.ndarray, strokes: Sequence[dict], palette: np.ndarray, thickness: int = 3) -> np.ndarray:

@@ -6,6 +6,7 @@ page and its JSON API (:mod:`atnet_jax.studio.app`) with uvicorn and prints the 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import secrets
@@ -28,6 +29,8 @@ EXAMPLES = f"""examples:
   python -m atnet_jax.studio
   # a DAVIS sequence with the converted official weights
   python -m atnet_jax.studio --checkpoint weights/atnet --input DAVIS --sequence bear --objects 1
+  # a whole DAVIS folder: a start page lists its sequences, workspaces in {DEFAULT_WORKSPACE}/<sequence>
+  python -m atnet_jax.studio --checkpoint weights/atnet --input DAVIS
   # a video file; resume later with the same --workspace
   python -m atnet_jax.studio --checkpoint weights/atnet --input my_video.mp4 --workspace work/my_video
   # on a GPU server: start it there, then on the laptop: ssh -L 8765:127.0.0.1:8765 server
@@ -45,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         EXAMPLES,
     )
     parser.add_argument("--input", type=Path, metavar="PATH",
-                        help="a DAVIS root (with --sequence), a folder of frames, or a video file (default: the "
-                             "workspace's video, else a generated demo video)")
+                        help="a DAVIS root (with --sequence; without it, a start page lists its sequences), a "
+                             "folder of frames, or a video file (default: the workspace's video, else a generated "
+                             "demo video)")
     parser.add_argument("--sequence", metavar="NAME", help="sequence name inside a DAVIS root")
     parser.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="weights folder (from python -m atnet_jax.convert; default: the workspace's, else the "
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "video's own size (default: the workspace's, else 480; 'full': the video's size)")
     parser.add_argument("--workspace", type=Path, metavar="DIR",
                         help=f"folder for rounds, masks and exports (default: {DEFAULT_WORKSPACE}/<sequence>); "
-                             "an existing workspace is resumed")
+                             "an existing workspace is resumed. Over a DAVIS root without --sequence: the folder "
+                             f"that holds one workspace per sequence, <DIR>/<sequence> (default: {DEFAULT_WORKSPACE})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; any other needs the "
                              "access token printed at start)")
@@ -97,10 +102,38 @@ def check_args(args: argparse.Namespace) -> None:
     if args.input is not None:
         cli.require_path(args.input, "--input")
         cli.require_sequence_input(args.input, args.sequence)
-        if args.sequence is None and (args.input / "JPEGImages").is_dir():
-            raise cli.UsageError(f"--input {args.input} is a DAVIS folder: pass --sequence NAME")
     if args.checkpoint is not None:
         cli.require_path(args.checkpoint, "--checkpoint")
+
+
+def is_dataset(args: argparse.Namespace) -> bool:
+    """A DAVIS root without ``--sequence``: the start page over its sequences."""
+    return args.input is not None and args.sequence is None and (args.input / "JPEGImages").is_dir()
+
+
+@functools.lru_cache(maxsize=2)
+def _predictor(checkpoint: Path):
+    """The networks of ``checkpoint``, loaded once however many sequences are opened with them."""
+    return cli.load_predictor(checkpoint)
+
+
+def open_dataset(args: argparse.Namespace):
+    """The sequences of the DAVIS root ``--input``, each opened on demand in ``<--workspace>/<sequence>``."""
+    from atnet_jax.studio.dataset import Dataset
+
+    workspaces = args.workspace or DEFAULT_WORKSPACE
+    if workspaces.exists() and not workspaces.is_dir():
+        raise NotADirectoryError(f"--workspace {workspaces} is a file, expected a folder")
+
+    def opener(name: str, folder: Path):
+        return open_workspace(argparse.Namespace(**{**vars(args), "sequence": name, "workspace": folder}))
+
+    def closer(ws) -> None:
+        lock.hold(ws.root, flag="--workspace").release()
+
+    dataset = Dataset(args.input.resolve(), workspaces, opener, closer)
+    print(f"{args.input}: {len(dataset.names)} sequence(s); their workspaces go in {workspaces}/<sequence>")
+    return dataset
 
 
 def open_workspace(args: argparse.Namespace):
@@ -161,7 +194,7 @@ def open_workspace(args: argparse.Namespace):
         num_objects = DavisFolder(source).num_objects(name) if (source / "Annotations").is_dir() else DEMO_OBJECTS
     else:
         num_objects = 1
-    predictor = cli.load_predictor(checkpoint)
+    predictor = _predictor(checkpoint)
     print(f"{name}: {len(frames)} frames of {first.shape[1]}x{first.shape[0]}, {num_objects} object(s); "
           f"weights {checkpoint}")
     if demo_weights:
@@ -218,10 +251,11 @@ def studio(args: argparse.Namespace) -> None:
     check_args(args)
     local = is_loopback(args.host)
     sock = bind(args.host, args.port)
-    ws = open_workspace(args)
+    dataset = open_dataset(args) if is_dataset(args) else None
+    ws = open_workspace(args) if dataset is None else None
     token = None if local else secrets.token_urlsafe(24)
     allowed = ["127.0.0.1", "localhost", "::1"] if local else None
-    app = create_app(ws, token=token, allowed_hosts=allowed)
+    app = create_app(ws, token=token, allowed_hosts=allowed, dataset=dataset)
     port = sock.getsockname()[1]
     shown = "127.0.0.1" if local else (socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host)
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
@@ -244,7 +278,8 @@ def studio(args: argparse.Namespace) -> None:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         signals.append(2)
-    print(f"stopped; the workspace is in {ws.root}", file=sys.stderr)
+    where = f"the workspace is in {ws.root}" if ws is not None else f"the workspaces are in {dataset.workspaces}"
+    print(f"stopped; {where}", file=sys.stderr)
     if signals:
         raise cli.Interrupted()
 

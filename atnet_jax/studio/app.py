@@ -21,10 +21,22 @@ POST     /api/undo                  undo the last step (a round or an object edi
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
+GET      /api/scores                per-frame J&F against the video's ground truth and the mean after each step
+                                    (``{"available": false}`` where the video has none)
 GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
 POST     /api/export                write the workspace's export/ folder
+POST     /api/export.zip            write it, and answer it as one zip (an attachment; entries ``export/...``)
+GET      /api/export/video          the last export's overlay video (H.264 MP4)
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported,
                                     preview
+=======  =========================  =====================================================================
+
+Over a dataset (a DAVIS root without ``--sequence``) ``/`` is the start page until a sequence is open, ``/start``
+always; the routes above answer for the open sequence (409 while none is), and:
+
+=======  =========================  =====================================================================
+GET      /api/dataset               the sequences with their state (rounds, exported) and the open one
+POST     /api/dataset/open          ``{"sequence": NAME}``: open it (its workspace ``<root>/NAME/``)
 =======  =========================  =====================================================================
 
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
@@ -44,14 +56,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from atnet_jax.errors import AtnetError, UsageError, one_line
+from atnet_jax.errors import AtnetError, ConflictError, NotFoundError, UsageError, one_line
 from atnet_jax.studio.controller import Controller
+from atnet_jax.studio.dataset import Dataset
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
@@ -97,21 +111,56 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
 class Studio:
     """The app's handlers over one workspace, with the single model thread."""
 
-    def __init__(self, workspace: Controller) -> None:
-        self.ws = workspace
+    def __init__(self, workspace: Controller | None, dataset: Dataset | None = None) -> None:
+        self._ws = workspace
+        self.dataset = dataset
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
         self.stopping = False  # set when the server shuts down: event streams end
 
+    @property
+    def ws(self) -> Controller:
+        """The workspace the API works on: the one given, or the dataset's open sequence."""
+        if self.dataset is None:
+            assert self._ws is not None
+            return self._ws
+        current = self.dataset.current
+        if current is None:
+            raise ConflictError("no sequence is open: choose one on the start page (/start)")
+        return current
+
     async def _step(self, fn: Callable[[], Any]) -> Any:
         """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
-        self.ws.exclusive()
+        ws = self.ws
+        ws.exclusive()
         try:
             return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn)
         finally:
-            self.ws.busy.release()
+            ws.busy.release()
 
     async def index(self, request: Request) -> Response:
+        if self.dataset is not None and self.dataset.current is None:
+            return await self.start(request)
         return FileResponse(STATIC / "index.html", headers=NO_STORE)
+
+    async def start(self, request: Request) -> Response:
+        if self.dataset is None:
+            raise NotFoundError("the studio serves one video, not a dataset: there is no start page")
+        return FileResponse(STATIC / "start.html", headers=NO_STORE)
+
+    def _dataset(self) -> Dataset:
+        if self.dataset is None:
+            raise NotFoundError("the studio serves one video, not a dataset (start it with --input DAVIS_ROOT "
+                                "and no --sequence)")
+        return self.dataset
+
+    def dataset_listing(self, request: Request) -> Response:  # sync: it reads every workspace's record
+        return JSONResponse(self._dataset().listing(), headers=NO_STORE)
+
+    async def dataset_open(self, request: Request) -> Response:
+        dataset = self._dataset()
+        name = dataset.check_name(await read_json(request))
+        await asyncio.get_running_loop().run_in_executor(self.model_thread, dataset.open, name)
+        return JSONResponse({"open": name})
 
     async def state(self, request: Request) -> Response:
         return JSONResponse(self.ws.summary(), headers=NO_STORE)
@@ -125,15 +174,16 @@ class Studio:
 
     async def submit_round(self, request: Request) -> Response:
         body = await read_json(request)
-        interaction = self.ws.validate_round(body)
-        direction, until = self.ws.round_range(body)
-        last_event = self.ws.events.last_id
-        live = self.ws.begin_round(interaction.frame, direction, until)
+        ws = self.ws
+        interaction = ws.validate_round(body)
+        direction, until = ws.round_range(body)
+        last_event = ws.events.last_id
+        live = ws.begin_round(interaction.frame, direction, until)
         try:
-            self.model_thread.submit(self.ws.run_round, live, interaction)
+            self.model_thread.submit(ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
-            self.ws.live = None
-            self.ws.busy.release()
+            ws.live = None
+            ws.busy.release()
             raise HttpError(503, "the studio is shutting down") from None
         return JSONResponse({"frame": interaction.frame, "total": live.total, "since": last_event}, status_code=202)
 
@@ -186,10 +236,23 @@ class Studio:
         result = await asyncio.get_running_loop().run_in_executor(None, self.ws.suggest)
         return JSONResponse(result)
 
+    def scores(self, request: Request) -> Response:  # sync: Starlette runs it off the event loop
+        return JSONResponse(self.ws.scores(), headers=NO_STORE)
+
     async def export(self, request: Request) -> Response:
         await read_json(request, required=False)
         files = await self._step(self.ws.export)
         return JSONResponse({"folder": "export", "files": files})
+
+    async def export_zip(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        ws = self.ws
+        path = await self._step(ws.export_zip)
+        return FileResponse(path, media_type="application/zip", filename=f"{ws.name}_export.zip",
+                            headers=NO_STORE, background=BackgroundTask(path.unlink, missing_ok=True))
+
+    def export_video(self, request: Request) -> Response:
+        return FileResponse(self.ws.export_video(), media_type="video/mp4", headers=NO_STORE)
 
     async def events(self, request: Request) -> Response:
         """Server-sent events. ``?since=N`` replays the logged events after id N first; ``?until=round_end``
@@ -203,8 +266,9 @@ class Studio:
             with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        last = self.ws.events.subscribe(listener)
-        backlog = self.ws.events.between(int(since), last) if since.isdigit() else []
+        events = self.ws.events
+        last = events.subscribe(listener)
+        backlog = events.between(int(since), last) if since.isdigit() else []
 
         async def stream() -> AsyncIterator[str]:
             try:
@@ -228,17 +292,20 @@ class Studio:
                     if until is not None and event["type"] == until:
                         return
             finally:
-                self.ws.events.unsubscribe(listener)
+                events.unsubscribe(listener)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={**NO_STORE, "X-Accel-Buffering": "no"})
 
     def close(self) -> None:
-        live = self.ws.live
+        live = self._ws.live if self.dataset is None else getattr(self.dataset.current, "live", None)
         if live is not None:
             live.cancel.set()
         self.model_thread.shutdown(wait=True, cancel_futures=True)
-        self.ws.close()
+        if self.dataset is not None:
+            self.dataset.close()
+        elif self._ws is not None:
+            self._ws.close()
 
 
 async def _project_error(request: Request, exc: Exception) -> Response:
@@ -311,13 +378,17 @@ class Guard:
         await self.app(scope, receive, send_with_cookie)
 
 
-def create_app(workspace: Controller, *, token: str | None = None,
-               allowed_hosts: list[str] | None = None) -> Starlette:
-    """The studio's ASGI app over ``workspace``. ``token``: required on every request when given;
-    ``allowed_hosts``: the Host header values accepted (None: any)."""
-    studio = Studio(workspace)
+def create_app(workspace: Controller | None, *, token: str | None = None,
+               allowed_hosts: list[str] | None = None, dataset: Dataset | None = None) -> Starlette:
+    """The studio's ASGI app over ``workspace``, or over the sequences of ``dataset`` (``workspace`` None).
+    ``token``: required on every request when given; ``allowed_hosts``: the Host header values accepted (None:
+    any)."""
+    studio = Studio(workspace, dataset)
     routes = [
         Route("/", studio.index),
+        Route("/start", studio.start),
+        Route("/api/dataset", studio.dataset_listing),
+        Route("/api/dataset/open", studio.dataset_open, methods=["POST"]),
         Route("/api/state", studio.state),
         Route("/api/frames/{t:int}", studio.frame),
         Route("/api/masks/{t:int}", studio.mask),
@@ -331,7 +402,10 @@ def create_app(workspace: Controller, *, token: str | None = None,
         Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),
         Route("/api/objects/{k:int}", studio.remove_object, methods=["DELETE"]),
         Route("/api/suggest", studio.suggest),
+        Route("/api/scores", studio.scores),
         Route("/api/export", studio.export, methods=["POST"]),
+        Route("/api/export.zip", studio.export_zip, methods=["POST"]),
+        Route("/api/export/video", studio.export_video),
         Route("/api/events", studio.events),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

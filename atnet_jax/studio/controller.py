@@ -5,7 +5,9 @@ maps to statuses."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
+import json
 import shutil
 import threading
 import time
@@ -24,6 +26,7 @@ from atnet_jax.io.safe import replace_dir, staging_dir
 from atnet_jax.io.scribbles import ScribbleError, validate_scribbles
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
 from atnet_jax.studio.history import History, Meta, Step, VideoRecord, read_meta
+from atnet_jax.studio.scores import GroundTruth, ScoreBoard
 
 MAX_OBJECTS = 32
 MAX_STROKES = 500
@@ -663,6 +666,45 @@ class Controller:
             raise
         self.events.publish("exported", files=written)
         return written
+
+    def export_zip(self) -> Path:
+        """Write ``export/`` as :meth:`export` does, then the same files as one zip (entries ``export/...``) in a
+        new temporary file, which the caller sends and deletes."""
+        import os
+        import tempfile
+
+        from atnet_jax.io.export import zip_folder
+
+        self.export()
+        fd, name = tempfile.mkstemp(prefix=f"atnet_studio_{self.name}_", suffix=".zip")
+        os.close(fd)
+        try:
+            zip_folder(self.root / "export", name, prefix="export")
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+    def export_video(self) -> Path:
+        """The overlay video of the last export (a :class:`NotFoundError` before the first)."""
+        path = self.root / "export" / f"{self.name}_overlay.mp4"
+        if not path.is_file():
+            raise NotFoundError("no overlay video yet: export first")
+        return path
+
+    # -------------------------------------------------------------------------------------------- scores
+
+    @functools.cached_property
+    def scoreboard(self) -> ScoreBoard:
+        """Scores against the video's ground truth (none where it has none), found on first use."""
+        truth = GroundTruth.find(self.video.input, self.video.sequence, self.num_frames, self.height, self.width)
+        return ScoreBoard(self.root, truth)
+
+    def scores(self) -> dict:
+        """Per-frame J&F of the masks now and the mean after each step (:meth:`ScoreBoard.report`)."""
+        versions = list(self.versions)
+        keys = [json.dumps(s.public(), sort_keys=True) for s in self.steps]
+        return self.scoreboard.report(self.labels, versions, keys, settled=self.live is None and not self.busy.locked())
 
     def close(self) -> None:
         self.session.close()
