@@ -12,12 +12,14 @@ POST     /api/rounds                ``{"frame": t, "strokes": [...]}`` (DAVIS st
                                     "clicks": [{"x", "y", "object_id"}]}`` -> 202, runs the round
 POST     /api/cancel                cancel the running round (the previous result comes back exactly)
 POST     /api/undo                  undo the last step (a round or an object edit)
+POST     /api/redo                  make the last undone step again (until a new step is made)
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
 GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
 POST     /api/export                write the workspace's export/ folder
-GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
+GET      /api/events                server-sent events: round_start, frame, round_end, state, exported,
+                                    busy (what holds the workspace now, or null)
 =======  =========================  =====================================================================
 
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
@@ -95,13 +97,14 @@ class Studio:
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atnet-model")
         self.stopping = False  # set when the server shuts down: event streams end
 
-    async def _step(self, fn: Callable[[], Any]) -> Any:
-        """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
-        self.ws.exclusive()
+    async def _step(self, fn: Callable[[], Any], activity: str) -> Any:
+        """Run a short step on the model thread, holding the workspace (409 while another step runs);
+        ``activity`` says what runs, to every page (the ``busy`` event)."""
+        self.ws.exclusive(activity)
         try:
             return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn)
         finally:
-            self.ws.busy.release()
+            self.ws.release()
 
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=NO_STORE)
@@ -125,7 +128,7 @@ class Studio:
             self.model_thread.submit(self.ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
             self.ws.live = None
-            self.ws.busy.release()
+            self.ws.release()
             raise HttpError(503, "the studio is shutting down") from None
         return JSONResponse({"frame": interaction.frame, "total": live.total, "since": last_event}, status_code=202)
 
@@ -136,12 +139,17 @@ class Studio:
 
     async def undo(self, request: Request) -> Response:
         await read_json(request, required=False)
-        step = await self._step(self.ws.undo)
+        step = await self._step(self.ws.undo, "undoing the last step")
         return JSONResponse({"undone": step.public(), "state": self.ws.summary()})
+
+    async def redo(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        step = await self._step(self.ws.redo, "redoing a step")
+        return JSONResponse({"redone": step.public(), "state": self.ws.summary()})
 
     async def add_object(self, request: Request) -> Response:
         await read_json(request, required=False)
-        object_id = await self._step(self.ws.add_object)
+        object_id = await self._step(self.ws.add_object, f"adding object {self.ws.next_object_id()}")
         return JSONResponse({"id": object_id, "state": self.ws.summary()}, status_code=201)
 
     async def update_object(self, request: Request) -> Response:
@@ -152,7 +160,7 @@ class Studio:
     async def remove_object(self, request: Request) -> Response:
         await read_json(request, required=False)
         k = self.ws.check_object(request.path_params["k"])
-        await self._step(lambda: self.ws.remove_object(k))
+        await self._step(lambda: self.ws.remove_object(k), f"removing object {k}")
         return JSONResponse({"removed": k, "state": self.ws.summary()})
 
     async def suggest(self, request: Request) -> Response:
@@ -161,7 +169,7 @@ class Studio:
 
     async def export(self, request: Request) -> Response:
         await read_json(request, required=False)
-        files = await self._step(self.ws.export)
+        files = await self._step(self.ws.export, "exporting")
         return JSONResponse({"folder": "export", "files": files})
 
     async def events(self, request: Request) -> Response:
@@ -297,6 +305,7 @@ def create_app(workspace: Controller, *, token: str | None = None,
         Route("/api/rounds", studio.submit_round, methods=["POST"]),
         Route("/api/cancel", studio.cancel, methods=["POST"]),
         Route("/api/undo", studio.undo, methods=["POST"]),
+        Route("/api/redo", studio.redo, methods=["POST"]),
         Route("/api/objects", studio.add_object, methods=["POST"]),
         Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),
         Route("/api/objects/{k:int}", studio.remove_object, methods=["DELETE"]),
