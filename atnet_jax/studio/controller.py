@@ -347,7 +347,7 @@ class Controller:
 
     def begin_round(self, frame: int) -> LiveRound:
         """Reserve the session for a round on ``frame`` (a :class:`ConflictError` if a step is running)."""
-        self.exclusive(f"running a round on frame {frame}")
+        self._acquire(f"running a round on frame {frame}")  # round_start and round_end tell the pages
         self.live = LiveRound(frame, self.session.plan(frame).total, time.perf_counter())
         self.events.publish("round_start", frame=frame, total=self.live.total, round=self._num_rounds() + 1)
         return self.live
@@ -425,13 +425,16 @@ class Controller:
         """Reserve the session for a step described by ``activity`` ("adding object 3"): a
         :class:`ConflictError` naming what runs while another step holds it. Pages see it as the ``busy``
         event and summary field. A short step ends with :meth:`release`; a round's end releases it itself."""
+        self._acquire(activity)
+        self.events.publish("busy", busy=activity)
+
+    def _acquire(self, activity: str) -> None:
         if not self.busy.acquire(blocking=False):
-            running = self.activity or "another step"
             if self.live is not None:
                 raise ConflictError("a round is running: wait for it or cancel it")
-            raise ConflictError(f"the studio is busy {running}: try again when it is done")
+            raise ConflictError(f"the studio is busy {self.activity or 'with another step'}: try again when it "
+                                "is done")
         self.activity = activity
-        self.events.publish("busy", busy=activity)
 
     def release(self) -> None:
         """End a short step begun with :meth:`exclusive`."""
