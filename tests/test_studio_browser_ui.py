@@ -1,9 +1,9 @@
 """The studio's page as a person uses it, in headless Chromium (Playwright), on the demo video with one studio
 server for the whole file (with an access token, and adding an object slowed down so it can be seen running):
 the token leaves the address bar; strokes not yet run survive a reload; typing into a name field renames and
-runs no shortcut; undo and redo by buttons and keys; the eraser; zoom and pan keep strokes on target; a long
-step disables Run in every tab; brush, overlay modes, visibility and playback speed; the connection message
-clears after a server restart. Every test also checks that the page raised no error.
+runs no shortcut; undo and redo by buttons and keys; the eraser; zoom and pan keep strokes on target;
+brush, overlay modes, visibility and playback speed; the connection message clears after a server restart; a
+long step disables Run and says what runs in every tab. Every test also checks that the page raised no error.
 
 With ``CI=true`` a missing browser fails the tests instead of skipping them.
 """
@@ -40,7 +40,7 @@ def studio(tmp_path_factory):
             errors = watch_errors(page)
             client = server.client()
             yield {"server": server, "page": page, "context": context, "errors": errors, "dialogs": dialogs,
-                   "gt": gt, "client": client}
+                   "gt": gt, "client": client, "root": root}
             client.close()
             context.close()
     finally:
@@ -203,6 +203,7 @@ def test_zoom_and_pan_keep_strokes_where_they_are_drawn(studio):
     page.keyboard.up(" ")
     assert page.get_by_test_id("play").inner_text() == "play"  # the Space that panned did not start playback
     page.mouse.click(*shown(0.5, 0.5, offset=(-60, -40)))
+    page.screenshot(path=str(studio["root"] / "zoomed.png"))
     points = [p[0] for p in _pending(page)["0"]]
     tolerance = 1.5 / (box["width"] * zoom)  # within ~1 screen pixel
     np.testing.assert_allclose(points, [[0.55, 0.45], [0.5, 0.5]], atol=tolerance)
@@ -215,27 +216,6 @@ def test_zoom_and_pan_keep_strokes_where_they_are_drawn(studio):
     assert _pending(page)["0"] == []
     page.keyboard.press("s")
     assert studio["errors"] == []
-
-
-def test_a_long_step_disables_run_and_says_what_runs_in_every_tab(studio):
-    page, gt = studio["page"], studio["gt"]
-    other = studio["context"].new_page()
-    other_errors = watch_errors(other)
-    other.goto(studio["server"].base)  # the cookie: no token needed
-    _status(other, "ready")
-    _scribble_on_object(page, gt, 1)
-    assert page.get_by_test_id("run").is_enabled()
-    page.get_by_test_id("add-object").click()
-    for tab in (page, other):
-        _status(tab, "busy: adding object 3")
-        assert tab.get_by_test_id("add-object").is_disabled() and tab.get_by_test_id("undo").is_disabled()
-    assert page.get_by_test_id("run").is_disabled()
-    _status(page, "object 3 added", timeout=60_000)
-    other.get_by_test_id("object-3").wait_for()
-    assert page.get_by_test_id("run").is_enabled() and other.get_by_test_id("add-object").is_enabled()
-    page.keyboard.press("Backspace")
-    other.close()
-    assert studio["errors"] == [] and other_errors == []
 
 
 def test_brush_overlay_visibility_and_speed(studio):
@@ -267,6 +247,7 @@ def test_brush_overlay_visibility_and_speed(studio):
     page.get_by_test_id("opacity").fill("0.55")
     assert page.evaluate(pixel) == shown
 
+    page.screenshot(path=str(studio["root"] / "controls.png"))
     page.get_by_test_id("speed").select_option("4")
     assert page.evaluate("window.studio.speed") == 4
     page.get_by_test_id("play").click()
@@ -290,3 +271,26 @@ def test_the_connection_message_clears_after_a_server_restart(studio):
     assert page.get_by_test_id("status").evaluate("el => !el.classList.contains('error')")
     # While the server was away the page said so; the browser also logged the refused connections.
     assert [e for e in studio["errors"] if "ERR_CONNECTION_REFUSED" not in e and "Failed to load" not in e] == []
+    studio["errors"].clear()
+
+
+def test_a_long_step_disables_run_and_says_what_runs_in_every_tab(studio):
+    page, gt = studio["page"], studio["gt"]
+    other = studio["context"].new_page()
+    other_errors = watch_errors(other)
+    other.goto(studio["server"].base)  # the cookie: no token needed
+    _status(other, "ready")
+    page.bring_to_front()  # a tab in the background gets no animation frames: clicks would wait for them
+    _scribble_on_object(page, gt, 1)
+    assert page.get_by_test_id("run").is_enabled()
+    page.get_by_test_id("add-object").click()
+    for tab in (page, other):
+        _status(tab, "busy: adding object 3")
+        assert tab.get_by_test_id("add-object").is_disabled() and tab.get_by_test_id("undo").is_disabled()
+    assert page.get_by_test_id("run").is_disabled()
+    _status(page, "object 3 added", timeout=60_000)
+    other.get_by_test_id("object-3").wait_for()
+    assert page.get_by_test_id("run").is_enabled() and other.get_by_test_id("add-object").is_enabled()
+    page.keyboard.press("Backspace")
+    other.close()
+    assert studio["errors"] == [] and other_errors == []
