@@ -230,6 +230,7 @@ def test_brush_overlay_visibility_and_speed(studio):
     page.get_by_test_id("overlay").select_option("outline")
     assert page.evaluate("window.studio.overlay") == "outline"
     page.get_by_test_id("overlay").select_option("fill")
+    assert page.evaluate("document.activeElement === document.body")
 
     from scipy.ndimage import distance_transform_edt
 
@@ -250,6 +251,8 @@ def test_brush_overlay_visibility_and_speed(studio):
     page.screenshot(path=str(studio["root"] / "controls.png"))
     page.get_by_test_id("speed").select_option("4")
     assert page.evaluate("window.studio.speed") == 4
+    page.keyboard.press("]")  # the select, once chosen, gives the keys back
+    assert page.evaluate("window.studio.brush") == 5
     page.get_by_test_id("play").click()
     page.wait_for_function("window.studio.t >= 3")
     page.get_by_test_id("play").click()

@@ -828,12 +828,13 @@ $("timeline").addEventListener("pointermove", (event) => {
 });
 $("opacity").oninput = (event) => setOpacity(Number(event.target.value));
 $("brush").oninput = (event) => setBrush(Number(event.target.value));
-$("overlay").onchange = (event) => setOverlay(event.target.value);
-$("speed").onchange = (event) => { state.speed = Number(event.target.value) || 1; };
+// A choice made, the select gives the keys back to the shortcuts.
+$("overlay").onchange = (event) => { setOverlay(event.target.value); event.target.blur(); };
+$("speed").onchange = (event) => { state.speed = Number(event.target.value) || 1; event.target.blur(); };
 $("fit").onclick = () => view.reset();
 $("help-button").onclick = () => { $("help").hidden = false; };
 $("help-close").onclick = () => { $("help").hidden = true; };
 window.addEventListener("resize", () => { fit(); draw(); });
 
-refresh().then(() => setStatus("ready")).catch((err) => setStatus(err.message, true));
+refresh().then(() => setStatus(state.busy ? busyText(state.busy) : state.status || "ready")).catch((err) => setStatus(err.message, true));
 connect();
