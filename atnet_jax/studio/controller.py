@@ -348,7 +348,13 @@ class Controller:
     def begin_round(self, frame: int) -> LiveRound:
         """Reserve the session for a round on ``frame`` (a :class:`ConflictError` if a step is running)."""
         self._acquire(f"running a round on frame {frame}")  # round_start and round_end tell the pages
-        self.live = LiveRound(frame, self.session.plan(frame).total, time.perf_counter())
+        try:
+            total = self.session.plan(frame).total
+        except BaseException:
+            self.activity = None
+            self.busy.release()
+            raise
+        self.live = LiveRound(frame, total, time.perf_counter())
         self.events.publish("round_start", frame=frame, total=self.live.total, round=self._num_rounds() + 1)
         return self.live
 

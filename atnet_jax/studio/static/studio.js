@@ -399,7 +399,7 @@ async function guarded(action, busyText) {
 
 async function run() {
   const strokes = state.pending.get(state.t) || [];
-  if (!strokes.length || state.running) return;
+  if (!strokes.length || state.running || state.busy) return;
   const frame = state.t;
   await guarded(async () => {
     state.submitted = { frame, strokes };
