@@ -18,6 +18,7 @@ DELETE   /api/preview               drop the preview (the session as before it)
 POST     /api/cancel                cancel the running round (the previous result comes back exactly), or
                                     drop the preview where no round runs
 POST     /api/undo                  undo the last step (a round or an object edit)
+POST     /api/redo                  make the last undone step again (until a new step is made)
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
@@ -28,7 +29,7 @@ POST     /api/export                write the workspace's export/ folder
 POST     /api/export.zip            write it, and answer it as one zip (an attachment; entries ``export/...``)
 GET      /api/export/video          the last export's overlay video (H.264 MP4)
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported,
-                                    preview
+                                    preview, busy (what holds the workspace now, or null)
 =======  =========================  =====================================================================
 
 Over a dataset (a DAVIS root without ``--sequence``) ``/`` is the start page until a sequence is open, ``/start``
@@ -128,14 +129,15 @@ class Studio:
             raise ConflictError("no sequence is open: choose one on the start page (/start)")
         return current
 
-    async def _step(self, fn: Callable[[], Any]) -> Any:
-        """Run a short step on the model thread, holding the workspace (409 while a round runs)."""
+    async def _step(self, fn: Callable[[], Any], activity: str) -> Any:
+        """Run a short step on the model thread, holding the workspace (409 while another step runs);
+        ``activity`` says what runs, to every page (the ``busy`` event)."""
         ws = self.ws
-        ws.exclusive()
+        ws.exclusive(activity)
         try:
             return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn)
         finally:
-            ws.busy.release()
+            ws.release()
 
     async def index(self, request: Request) -> Response:
         if self.dataset is not None and self.dataset.current is None:
@@ -183,14 +185,14 @@ class Studio:
             self.model_thread.submit(ws.run_round, live, interaction)
         except RuntimeError:  # shutting down
             ws.live = None
-            ws.busy.release()
+            ws.release()
             raise HttpError(503, "the studio is shutting down") from None
         return JSONResponse({"frame": interaction.frame, "total": live.total, "since": last_event}, status_code=202)
 
     async def cancel(self, request: Request) -> Response:
         await read_json(request, required=False)
         if self.ws.live is None and self.ws.preview is not None:
-            return JSONResponse({"dropped": await self._step(self.ws.drop_preview)})
+            return JSONResponse({"dropped": await self._step(self.ws.drop_preview, "dropping the preview")})
         self.ws.cancel()
         return JSONResponse({"cancelling": True}, status_code=202)
 
@@ -209,16 +211,21 @@ class Studio:
 
     async def drop_preview(self, request: Request) -> Response:
         await read_json(request, required=False)
-        return JSONResponse({"dropped": await self._step(self.ws.drop_preview)})
+        return JSONResponse({"dropped": await self._step(self.ws.drop_preview, "dropping the preview")})
 
     async def undo(self, request: Request) -> Response:
         await read_json(request, required=False)
-        step = await self._step(self.ws.undo)
+        step = await self._step(self.ws.undo, "undoing the last step")
         return JSONResponse({"undone": step.public(), "state": self.ws.summary()})
+
+    async def redo(self, request: Request) -> Response:
+        await read_json(request, required=False)
+        step = await self._step(self.ws.redo, "redoing a step")
+        return JSONResponse({"redone": step.public(), "state": self.ws.summary()})
 
     async def add_object(self, request: Request) -> Response:
         await read_json(request, required=False)
-        object_id = await self._step(self.ws.add_object)
+        object_id = await self._step(self.ws.add_object, f"adding object {self.ws.next_object_id()}")
         return JSONResponse({"id": object_id, "state": self.ws.summary()}, status_code=201)
 
     async def update_object(self, request: Request) -> Response:
@@ -229,7 +236,7 @@ class Studio:
     async def remove_object(self, request: Request) -> Response:
         await read_json(request, required=False)
         k = self.ws.check_object(request.path_params["k"])
-        await self._step(lambda: self.ws.remove_object(k))
+        await self._step(lambda: self.ws.remove_object(k), f"removing object {k}")
         return JSONResponse({"removed": k, "state": self.ws.summary()})
 
     async def suggest(self, request: Request) -> Response:
@@ -241,13 +248,13 @@ class Studio:
 
     async def export(self, request: Request) -> Response:
         await read_json(request, required=False)
-        files = await self._step(self.ws.export)
+        files = await self._step(self.ws.export, "exporting")
         return JSONResponse({"folder": "export", "files": files})
 
     async def export_zip(self, request: Request) -> Response:
         await read_json(request, required=False)
         ws = self.ws
-        path = await self._step(ws.export_zip)
+        path = await self._step(ws.export_zip, "exporting")
         return FileResponse(path, media_type="application/zip", filename=f"{ws.name}_export.zip",
                             headers=NO_STORE, background=BackgroundTask(path.unlink, missing_ok=True))
 
@@ -398,6 +405,7 @@ def create_app(workspace: Controller | None, *, token: str | None = None,
         Route("/api/preview", studio.drop_preview, methods=["DELETE"]),
         Route("/api/preview/mask", studio.preview_mask),
         Route("/api/undo", studio.undo, methods=["POST"]),
+        Route("/api/redo", studio.redo, methods=["POST"]),
         Route("/api/objects", studio.add_object, methods=["POST"]),
         Route("/api/objects/{k:int}", studio.update_object, methods=["PATCH"]),
         Route("/api/objects/{k:int}", studio.remove_object, methods=["DELETE"]),

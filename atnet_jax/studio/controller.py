@@ -25,7 +25,7 @@ from atnet_jax.io.masks import DAVIS_PALETTE
 from atnet_jax.io.safe import replace_dir, staging_dir
 from atnet_jax.io.scribbles import ScribbleError, validate_scribbles
 from atnet_jax.models.preprocess import DEFAULT_PROCESSING_SIZE
-from atnet_jax.studio.history import History, Meta, Step, VideoRecord, read_meta
+from atnet_jax.studio.history import History, Meta, RedoEntry, Step, VideoRecord, read_meta
 from atnet_jax.studio.scores import GroundTruth, ScoreBoard
 
 MAX_OBJECTS = 32
@@ -155,6 +155,7 @@ class Controller:
         self.events = Events()
         self.live: LiveRound | None = None
         self.busy = threading.Lock()  # held while a step (round, undo, object edit, export) runs
+        self.activity: str | None = None  # what holds ``busy``, in words ("adding object 3"), for every page
         self.versions = [0] * self.num_frames  # bumped whenever a frame's mask image changes
         self._live_labels: dict[int, np.ndarray] = {}
         # The preview: the session holds it as a round added and not propagated; the page's masks stay the saved
@@ -165,6 +166,7 @@ class Controller:
         self._preview_requests = 0
         self.objects: list[dict] = []
         self.steps: list[Step] = []
+        self.redo_stack: list[RedoEntry] = []  # undone steps, the next to redo first; a new step drops them
         self._next_uid = 1
         self._load_or_create()
 
@@ -186,7 +188,10 @@ class Controller:
                              f"frames of {key['height']}x{key['width']}, not this one ({self.num_frames} frames of "
                              f"{self.height}x{self.width})")
         self.objects, self.steps, self._next_uid = meta.objects, meta.steps, meta.next_uid
-        self.history.remove_strays(len(self.steps))
+        self.redo_stack = meta.redo
+        if not self.history.steps_exist(len(self.steps) + 1, len(self.redo_stack)):
+            self.redo_stack = []  # a redo step's folder is gone: drop them all rather than redo half
+        self.history.remove_strays(len(self.steps) + len(self.redo_stack))
         if self.steps:
             self.session.restore(self.history.read_state(len(self.steps)))
         elif self.session.num_objects != len(self.objects):
@@ -194,7 +199,7 @@ class Controller:
 
     def _save_meta(self) -> None:
         self.history.save_meta(Meta(self.name, self.video, self._video_shape(), self.checkpoint, self.objects,
-                                    self.steps, self._next_uid))
+                                    self.steps, self._next_uid, self.redo_stack))
 
     def _new_object(self) -> dict:
         uid = self._next_uid
@@ -214,6 +219,7 @@ class Controller:
         """Save the session's state as a new step (only the ``changed`` frames' probabilities unless ``full``),
         the masks of ``changed`` frames, and the step list."""
         index = len(self.steps) + 1
+        self._drop_redo()
         state = self.session.snapshot(copy=False)  # read at once, on the model thread: nothing changes it meanwhile
         self.history.write_state(index, state, len(self.objects), None if full else changed)
         if step.kind == "round":
@@ -222,6 +228,13 @@ class Controller:
         self._write_masks(changed)
         self.steps.append(step)
         self._save_meta()
+
+    def _drop_redo(self) -> None:
+        """Forget the undone steps (a new step replaces them): first in ``studio.json``, then their folders."""
+        if self.redo_stack:
+            self.redo_stack = []
+            self._save_meta()
+            self.history.remove_strays(len(self.steps))
 
     def _restore_saved(self) -> None:
         n = len(self.steps)
@@ -241,6 +254,8 @@ class Controller:
             "annotated": self.session.annotated,
             "strokes": {str(t): s for t, s in self.session.strokes.items()},
             "versions": list(self.versions),
+            "redo": [r.step.public() for r in self.redo_stack],
+            "busy": self.activity,
             "running": None if live is None else {"frame": live.frame, "total": live.total, "done": live.done,
                                                   "updated": list(live.updated)},
             "last_updated": (self.steps[-1].updated or []) if self.steps else [],
@@ -380,11 +395,11 @@ class Controller:
 
     def begin_round(self, frame: int, direction: str = "both", until: int | None = None) -> LiveRound:
         """Reserve the session for a round on ``frame`` (a :class:`ConflictError` if a step is running)."""
-        if not self.busy.acquire(blocking=False):
-            raise ConflictError("a round is running: wait for it or cancel it")
+        self._acquire(f"running a round on frame {frame}")  # round_start and round_end tell the pages
         try:
             plan = self.round_plan(frame, direction, until)
         except BaseException:
+            self.activity = None
             self.busy.release()
             raise
         self.live = LiveRound(frame, plan.total, time.perf_counter(), direction=direction, until=until)
@@ -449,6 +464,7 @@ class Controller:
                     self.versions[t] += 1
             self._live_labels.clear()
             self.live = None
+            self.activity = None
             self.busy.release()
             self.events.publish("round_end", status=status, message=message, frame=live.frame,
                                 seconds=round(time.perf_counter() - live.started, 3), versions=list(self.versions))
@@ -542,18 +558,37 @@ class Controller:
 
     # -------------------------------------------------------------------------------------- other steps
 
-    def exclusive(self) -> None:
-        """Reserve the session for a short step (a :class:`ConflictError` while a round runs); release with
-        ``busy.release()``."""
+    def exclusive(self, activity: str) -> None:
+        """Reserve the session for a step described by ``activity`` ("adding object 3"): a
+        :class:`ConflictError` naming what runs while another step holds it. Pages see it as the ``busy``
+        event and summary field. A short step ends with :meth:`release`; a round's end releases it itself."""
+        self._acquire(activity)
+        self.events.publish("busy", busy=activity)
+
+    def _acquire(self, activity: str) -> None:
         if not self.busy.acquire(blocking=False):
-            raise ConflictError("a round is running: wait for it or cancel it")
+            if self.live is not None:
+                raise ConflictError("a round is running: wait for it or cancel it")
+            raise ConflictError(f"the studio is busy {self.activity or 'with another step'}: try again when it "
+                                "is done")
+        self.activity = activity
+
+    def release(self) -> None:
+        """End a short step begun with :meth:`exclusive`."""
+        self.activity = None
+        self.busy.release()
+        self.events.publish("busy", busy=None)
+
+    def next_object_id(self) -> int:
+        return len(self.objects) + 1
 
     def _bump(self, frames: Sequence[int] | range) -> None:
         for t in frames:
             self.versions[t] += 1
 
     def undo(self) -> Step:
-        """Go back one step (a round or an object edit), to the state saved before it."""
+        """Go back one step (a round or an object edit), to the state saved before it. The step's folder stays
+        on disk and the step goes on the redo stack, until a new step is made."""
         if not self.steps:
             raise ConflictError("nothing to undo")
         self.drop_preview()
@@ -561,20 +596,45 @@ class Controller:
         index = len(self.steps)
         state = self.history.read_state(index - 1) if index > 1 else self.history.empty_state(len(step.before))
         self.session.restore(state)
+        redo = RedoEntry(step, [dict(o) for o in self.objects])
         current = {o["uid"]: o for o in self.objects}
         removed = {o["uid"]: o for o in step.removed or []}
         self.objects = [current.get(uid) or removed[uid] for uid in step.before]
         if step.kind == "round":
             self._round_files()[-1].unlink(missing_ok=True)
         self.steps.pop()
+        self.redo_stack.insert(0, redo)
         self._save_meta()
-        self.history.remove_step(index)
-        # Undoing a round changes only the frames it updated: the others read back bit for bit.
+        self._show_step_frames(step)
+        self.events.publish("state", reason="undo")
+        return step
+
+    def redo(self) -> Step:
+        """Make the last undone step again, from its saved state (no model call): exactly as it was."""
+        if not self.redo_stack:
+            raise ConflictError("nothing to redo")
+        self.drop_preview()
+        entry = self.redo_stack[0]
+        step = entry.step
+        self.session.restore(self.history.read_state(len(self.steps) + 1))
+        current = {o["uid"]: o for o in self.objects}  # names and colours changed since the undo stay
+        self.objects = [current.get(o["uid"], o) for o in entry.objects]
+        self.redo_stack.pop(0)
+        self.steps.append(step)
+        if step.kind == "round":
+            assert step.frame is not None and step.strokes is not None
+            self.history.write_round_file(self._num_rounds(), step.frame, step.strokes, self.name)
+        self._save_meta()
+        self._show_step_frames(step)
+        self.events.publish("state", reason="redo")
+        return step
+
+    def _show_step_frames(self, step: Step) -> None:
+        """Rewrite and re-version the masks of the frames ``step`` changed (undone or redone)."""
+        # A round changes only the frames it updated: the others read back bit for bit.
         frames = (step.updated or []) if step.kind == "round" else range(self.num_frames)
         self._write_masks(frames)
         self._bump(frames)
-        self.events.publish("state", reason="undo")
-        return step
 
     def add_object(self) -> int:
         if len(self.objects) >= MAX_OBJECTS:

@@ -3,7 +3,8 @@
 Workspace folder::
 
     studio.json            the video (named fields), the weights, the objects (names, colours), the list of steps
-    steps/0001/            the session's state after step 1: probabilities.npy [F, K, H, W] float32 of the F
+    steps/0001/            the session's state after step 1 (an undone step's folder stays, for redo, until a
+                           new step takes its index): probabilities.npy [F, K, H, W] float32 of the F
                            frames the step changed (all T after an object edit; the others are read from
                            earlier steps), indicators.npy [R, K, h, w, C] float32, state.json (annotated
                            frames, strokes, which frames probabilities.npy holds)
@@ -105,6 +106,22 @@ class Step:
 
 
 @dataclasses.dataclass
+class RedoEntry:
+    """An undone step that redo brings back: the step and the object records after it. Its state stays in its
+    step folder (the index it had) until a new step takes that index."""
+
+    step: Step
+    objects: list[dict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step.to_json(), "objects": self.objects}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RedoEntry:
+        return cls(Step.from_json(data["step"]), list(data["objects"]))
+
+
+@dataclasses.dataclass
 class Meta:
     """``studio.json``: the workspace's name, video, weights, objects and steps."""
 
@@ -115,11 +132,12 @@ class Meta:
     objects: list[dict]
     steps: list[Step]
     next_uid: int
+    redo: list[RedoEntry] = dataclasses.field(default_factory=list)  # undone steps, the next to redo first
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "name": self.name, "video": {**self.video.to_json(), **self.video_shape},
                 "checkpoint": self.checkpoint, "objects": self.objects, "steps": [s.to_json() for s in self.steps],
-                "next_uid": self.next_uid}
+                "next_uid": self.next_uid, "redo": [r.to_json() for r in self.redo]}
 
 
 def read_meta(root: Path) -> Meta | None:
@@ -135,7 +153,8 @@ def read_meta(root: Path) -> Meta | None:
         video = data["video"]
         return Meta(data["name"], VideoRecord.from_json(video),
                     {k: video.get(k) for k in ("num_frames", "height", "width")}, data["checkpoint"],
-                    data["objects"], [Step.from_json(s) for s in data["steps"]], data["next_uid"])
+                    data["objects"], [Step.from_json(s) for s in data["steps"]], data["next_uid"],
+                    [RedoEntry.from_json(r) for r in data.get("redo", [])])
     except InputError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -167,6 +186,10 @@ class History:
 
     def remove_step(self, index: int) -> None:
         shutil.rmtree(self.step_dir(index), ignore_errors=True)
+
+    def steps_exist(self, first: int, count: int) -> bool:
+        """Whether the folders of steps ``first .. first + count - 1`` are all there."""
+        return all((self.step_dir(i) / "state.json").is_file() for i in range(first, first + count))
 
     def write_state(self, index: int, state: SessionState, num_objects: int, changed: Sequence[int] | None) -> None:
         """``state`` as step ``index``: written beside its folder, then renamed into place.

@@ -8,7 +8,7 @@
 
 export const PREVIEW_DEBOUNCE_MS = 300;
 
-export function createPreview({ state, api, draw, outline, setStatus, $ }) {
+export function createPreview({ state, api, draw, setStatus, $ }) {
   const p = {
     timer: null,        // the debounce timer
     requested: 0,       // numbers the requests: only the latest one's answer is shown
@@ -59,7 +59,7 @@ export function createPreview({ state, api, draw, outline, setStatus, $ }) {
     const image = new Image();
     image.onload = () => {
       if (!p.server || p.server.version !== version || state.running) return;
-      p.shown = { frame, version, image, edges: outline(image) };
+      p.shown = { frame, version, image };  // drawn as the saved masks are (overlay.js)
       const ms = performance.now() - changedAt;
       p.timings.push(ms);
       document.body.dataset.previewVersion = String(version);

@@ -1,7 +1,9 @@
 // The studio's page: a thin client of the JSON API (see atnet_jax/studio/app.py). One state object; every
 // change re-renders from it. Masks, rounds and objects come from the server; only strokes not yet run live here.
 
-import { createPreview } from "./preview.js";
+import { OVERLAY_MODES, drawOverlay } from "/static/overlay.js";
+import { createPreview } from "/static/preview.js";
+import { Viewport } from "/static/viewport.js";
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view");
@@ -22,12 +24,29 @@ const state = {
   versions: [],
   status: "",
   error: false,
+  busy: null,            // what holds the workspace on the server ("adding object 3"), from any page
+  disconnected: false,   // the event stream is lost (the page says so until it is back)
+  brush: 3,              // stroke width and eraser radius on screen, in CSS pixels
+  overlay: "both",       // how masks are drawn: both, fill, outline
+  hidden: new Set(),     // object ids whose masks are not drawn
+  speed: 1,              // playback speed (1: 10 frames/s)
 };
 window.studio = state;  // for debugging from the console
 
 const frames = new Map();  // t -> HTMLImageElement
 const masks = new Map();   // t -> {version, image}
 const t0 = performance.now();
+const view = new Viewport(canvas, () => draw());
+state.view = view;
+
+// A ?token= in the address (the first visit of a studio with a token) has set the cookie: take it out of the
+// address bar and the history, so the URL can be shared or shown without it.
+(() => {
+  const url = new URL(window.location.href);
+  if (!url.searchParams.has("token")) return;
+  url.searchParams.delete("token");
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+})();
 
 // ------------------------------------------------------------------------------------------------ API
 
@@ -43,7 +62,7 @@ async function api(method, path, body) {
   return data;
 }
 
-const preview = createPreview({ state, api, draw, outline, setStatus, $ });
+const preview = createPreview({ state, api, draw, setStatus, $ });
 
 function setStatus(text, error = false) {
   state.status = text;
@@ -54,6 +73,8 @@ function setStatus(text, error = false) {
 async function refresh() {
   state.server = await api("GET", "/api/state");
   state.versions = state.server.versions.slice();
+  state.busy = state.server.busy ?? null;
+  if (!pendingRestored) restorePending();
   const r = state.server.running;
   state.running = r ? { frame: r.frame, total: r.total, done: r.done, updated: new Set(r.updated) } : null;
   if (state.object > state.server.objects.length) state.object = state.server.objects.length;
@@ -90,7 +111,6 @@ function maskImage(t) {
     const item = { version, image: new Image() };
     entry.loading = item;
     item.image.onload = () => {
-      item.edges = outline(item.image);
       if (!entry.shown || entry.shown.version < item.version) entry.shown = item;
       if (entry.loading === item) entry.loading = null;
       if (t === state.t) draw();
@@ -98,33 +118,6 @@ function maskImage(t) {
     item.image.src = `/api/masks/${t}?v=${version}`;
   }
   return entry.shown;
-}
-
-function outline(image) {
-  // The objects' borders: mask pixels with a 4-neighbour of another label, drawn opaque over the tinted mask.
-  const w = image.naturalWidth, h = image.naturalHeight;
-  const off = document.createElement("canvas");
-  off.width = w;
-  off.height = h;
-  const c = off.getContext("2d", { willReadFrequently: true });
-  c.drawImage(image, 0, 0);
-  const src = c.getImageData(0, 0, w, h);
-  const out = c.createImageData(w, h);
-  const a = src.data, o = out.data;
-  const key = (i) => (a[i + 3] ? (a[i] << 16) | (a[i + 1] << 8) | a[i + 2] : -1);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = 4 * (y * w + x);
-      const k = key(i);
-      if (k < 0) continue;
-      if ((x > 0 && key(i - 4) !== k) || (x < w - 1 && key(i + 4) !== k) ||
-          (y > 0 && key(i - 4 * w) !== k) || (y < h - 1 && key(i + 4 * w) !== k)) {
-        o[i] = a[i]; o[i + 1] = a[i + 1]; o[i + 2] = a[i + 2]; o[i + 3] = 255;
-      }
-    }
-  }
-  c.putImageData(out, 0, 0);
-  return off;
 }
 
 // ---------------------------------------------------------------------------------------------- drawing
@@ -145,7 +138,7 @@ function colourOf(objectId) {
 
 function strokePath(stroke, width, alpha, dashed) {
   const W = canvas.width, H = canvas.height, pts = stroke.path;
-  const scale = canvas.width / canvas.clientWidth;
+  const scale = canvas.width / canvas.clientWidth / view.zoom;  // widths stay the same on screen at any zoom
   ctx.save();
   ctx.globalAlpha = alpha;
   ctx.lineCap = "round";
@@ -187,56 +180,85 @@ function draw() {
   if (frame.complete && frame.naturalWidth) ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
   const mask = preview.mask(t) || maskImage(t);
   if (mask) {
-    ctx.save();
-    ctx.globalAlpha = state.opacity;
-    ctx.drawImage(mask.image, 0, 0, canvas.width, canvas.height);
-    ctx.globalAlpha = Math.min(1, 0.35 + state.opacity);
-    ctx.drawImage(mask.edges, 0, 0, canvas.width, canvas.height);
-    ctx.restore();
+    drawOverlay(ctx, mask, { mode: state.overlay, opacity: state.opacity, objects: state.server.objects,
+      hidden: state.hidden }, canvas.width, canvas.height);
   }
-  for (const s of state.server.strokes[String(t)] || []) strokePath(s, 2.5, 0.85, false);
-  if (state.submitted && state.submitted.frame === t) for (const s of state.submitted.strokes) strokePath(s, 3, 0.8, false);
-  for (const s of state.pending.get(t) || []) strokePath(s, 3, 1, false);
-  if (state.drawing) strokePath(state.drawing, 3, 1, false);
+  const brush = state.brush;
+  for (const s of state.server.strokes[String(t)] || []) strokePath(s, brush * 0.85, 0.85, false);
+  if (state.submitted && state.submitted.frame === t) for (const s of state.submitted.strokes) strokePath(s, brush, 0.8, false);
+  for (const s of state.pending.get(t) || []) strokePath(s, brush, 1, false);
+  if (state.drawing && state.drawing.path) strokePath(state.drawing, brush, 1, false);
 }
 
 // ---------------------------------------------------------------------------------------------- panels
 
 function renderObjects() {
+  // The list is rebuilt only when the objects change, so a name field being edited keeps its focus and text.
   const list = $("objects");
-  list.replaceChildren();
-  for (const obj of state.server.objects) {
-    const li = document.createElement("li");
-    li.dataset.testid = `object-${obj.id}`;
-    li.className = obj.id === state.object ? "selected" : "";
-    li.onclick = (e) => { if (e.target === li || e.target.className === "key") selectObject(obj.id); };
-    const key = document.createElement("span");
-    key.className = "key";
-    key.textContent = obj.id <= 9 ? String(obj.id) : "";
-    const colour = document.createElement("input");
-    colour.type = "color";
-    colour.value = obj.colour;
-    colour.title = "Colour";
-    colour.dataset.testid = `object-colour-${obj.id}`;
-    colour.onchange = () => updateObject(obj.id, { colour: colour.value });
-    const name = document.createElement("input");
-    name.type = "text";
-    name.value = obj.name;
-    name.maxLength = 40;
-    name.title = "Name (Enter to rename)";
-    name.dataset.testid = `object-name-${obj.id}`;
-    name.onfocus = () => selectObject(obj.id);
-    name.onkeydown = (e) => { if (e.key === "Enter") name.blur(); e.stopPropagation(); };
-    name.onchange = () => updateObject(obj.id, { name: name.value });
-    const remove = document.createElement("button");
-    remove.className = "remove";
-    remove.textContent = "\u00d7";
-    remove.title = "Remove this object (its masks and strokes)";
-    remove.dataset.testid = `object-remove-${obj.id}`;
-    remove.onclick = () => removeObject(obj.id);
-    li.append(key, colour, name, remove);
-    list.append(li);
+  const signature = JSON.stringify(state.server.objects);
+  if (list.dataset.signature !== signature) {
+    list.dataset.signature = signature;
+    list.replaceChildren(...state.server.objects.map(objectRow));
   }
+  for (const li of list.children) {
+    const id = Number(li.dataset.id);
+    li.classList.toggle("selected", id === state.object);
+    li.classList.toggle("hidden-object", state.hidden.has(id));
+    const eye = li.querySelector(".eye");
+    eye.setAttribute("aria-pressed", state.hidden.has(id) ? "false" : "true");
+    eye.title = state.hidden.has(id) ? "Show this object's mask" : "Hide this object's mask";
+  }
+}
+
+function objectRow(obj) {
+  const li = document.createElement("li");
+  li.dataset.testid = `object-${obj.id}`;
+  li.dataset.id = String(obj.id);
+  li.onclick = (e) => { if (e.target === li || e.target.className === "key") selectObject(obj.id); };
+  const key = document.createElement("span");
+  key.className = "key";
+  key.textContent = obj.id <= 9 ? String(obj.id) : "";
+  const eye = document.createElement("button");
+  eye.className = "eye";
+  eye.textContent = "\u25c9";
+  eye.dataset.testid = `object-eye-${obj.id}`;
+  eye.onclick = () => toggleVisible(obj.id);
+  const colour = document.createElement("input");
+  colour.type = "color";
+  colour.value = obj.colour;
+  colour.title = "Colour";
+  colour.dataset.testid = `object-colour-${obj.id}`;
+  colour.onchange = () => updateObject(obj.id, { colour: colour.value });
+  const name = document.createElement("input");
+  name.type = "text";
+  name.value = obj.name;
+  name.maxLength = 40;
+  name.title = "Name (Enter to rename, Esc to keep the old name)";
+  name.dataset.testid = `object-name-${obj.id}`;
+  name.onfocus = () => selectObject(obj.id);
+  name.onkeydown = (e) => {
+    if (e.key === "Enter") name.blur();
+    else if (e.key === "Escape") { name.value = obj.name; name.blur(); }
+  };
+  name.onchange = () => {
+    if (!name.value.trim()) name.value = obj.name;
+    else if (name.value !== obj.name) updateObject(obj.id, { name: name.value });
+  };
+  const remove = document.createElement("button");
+  remove.className = "remove";
+  remove.textContent = "\u00d7";
+  remove.title = "Remove this object (its masks and strokes)";
+  remove.dataset.testid = `object-remove-${obj.id}`;
+  remove.onclick = () => removeObject(obj.id);
+  li.append(key, eye, colour, name, remove);
+  return li;
+}
+
+function toggleVisible(id) {
+  if (state.hidden.has(id)) state.hidden.delete(id);
+  else state.hidden.add(id);
+  renderObjects();
+  draw();
 }
 
 function renderSteps() {
@@ -308,16 +330,23 @@ function renderTransport() {
 }
 
 function renderControls() {
-  const busy = !!state.running;
-  document.body.dataset.running = busy ? "1" : "0";
+  // A round, or any other step that holds the workspace (from this page or another), disables what would
+  // conflict with it.
+  const busy = !!state.running || !!state.busy;
+  document.body.dataset.running = state.running ? "1" : "0";
+  document.body.dataset.busy = busy ? "1" : "0";
   document.body.dataset.tool = state.tool;
   for (const b of document.querySelectorAll("[data-tool]")) b.classList.toggle("active", b.dataset.tool === state.tool);
   $("run").disabled = busy || !(state.pending.get(state.t) || []).length;
-  $("cancel").disabled = !busy;
+  $("cancel").disabled = !state.running;
   $("undo").disabled = busy || !state.server.steps.length;
+  $("redo").disabled = busy || !(state.server.redo || []).length;
   $("suggest").disabled = busy || !state.server.annotated.length;
   $("export").disabled = busy;
   $("add-object").disabled = busy;
+  for (const b of document.querySelectorAll("#objects .remove")) b.disabled = busy;
+  $("brush").value = state.brush;
+  $("overlay").value = state.overlay;
 }
 
 function renderStatus() {
@@ -357,7 +386,7 @@ function seek(t) {
 function selectObject(id) {
   if (id < 1 || id > state.server.objects.length) return;
   state.object = id;
-  renderObjects();
+  renderObjects();  // marks the selection; rebuilds nothing (the name field keeps its focus)
 }
 
 function setTool(tool) {
@@ -376,17 +405,19 @@ async function guarded(action, busyText) {
 
 async function run() {
   const strokes = state.pending.get(state.t) || [];
-  if (!strokes.length || state.running) return;
+  if (!strokes.length || state.running || state.busy) return;
   const frame = state.t;
   await guarded(async () => {
     state.submitted = { frame, strokes };
     state.pending.delete(frame);
+    savePending();
     try {
       await api("POST", "/api/rounds", { frame, strokes, ...preview.rangeBody() });
       // The round_start event sets state.running; a fast round may already have ended (submitted cleared).
       if (state.submitted) setStatus(`running a round on frame ${frame} ...`);
     } catch (err) {
       state.pending.set(frame, strokes);
+      savePending();
       state.submitted = null;
       throw err;
     }
@@ -397,7 +428,7 @@ async function run() {
 const cancel = () => guarded(() => api("POST", "/api/cancel"), "cancelling ...");
 
 async function undo() {
-  if (state.running) return;
+  if (state.running || state.busy) return;
   await guarded(async () => {
     const r = await api("POST", "/api/undo");
     const what = r.undone.kind === "round" ? `round on frame ${r.undone.frame}` : `object ${r.undone.object} ${r.undone.kind === "add_object" ? "added" : "removed"}`;
@@ -406,7 +437,18 @@ async function undo() {
   }, "undoing ...");
 }
 
+async function redo() {
+  if (state.running || state.busy) return;
+  await guarded(async () => {
+    const r = await api("POST", "/api/redo");
+    const what = r.redone.kind === "round" ? `round on frame ${r.redone.frame}` : `object ${r.redone.object} ${r.redone.kind === "add_object" ? "added" : "removed"}`;
+    await refresh();
+    setStatus(`redone: ${what}`);
+  }, "redoing ...");
+}
+
 async function addObject() {
+  if (state.running || state.busy) return;
   await guarded(async () => {
     const r = await api("POST", "/api/objects");
     state.object = r.id;
@@ -423,6 +465,7 @@ async function updateObject(id, change) {
 }
 
 async function removeObject(id) {
+  if (state.running || state.busy) return;
   const obj = state.server.objects[id - 1];
   if (!window.confirm(`Remove ${obj.name}, its masks and its strokes? (Undo brings it back.)`)) return;
   await guarded(async () => {
@@ -431,6 +474,8 @@ async function removeObject(id) {
       state.pending.set(t, strokes.filter((s) => s.object_id !== id)
         .map((s) => (s.object_id > id ? { ...s, object_id: s.object_id - 1 } : s)));
     }
+    savePending();
+    state.hidden = new Set([...state.hidden].filter((k) => k !== id).map((k) => (k > id ? k - 1 : k)));
     await refresh();
     setStatus(`${obj.name} removed`);
   }, "removing ...");
@@ -463,8 +508,65 @@ function tick() {
   frameImage(next);
   maskImage(next);
   seek(next);
-  setTimeout(tick, 100);
+  setTimeout(tick, 100 / state.speed);
 }
+
+// ------------------------------------------------------------------------------------- unrun strokes
+// Strokes drawn but not yet run are kept in the browser's storage for this studio (origin) and video, so a
+// reload or a closed tab does not lose them; closing the page while there are some asks first.
+
+let pendingRestored = false;
+
+function storageKey() {
+  const s = state.server;
+  return `atnet_studio.pending:${s.name}:${s.num_frames}:${s.width}x${s.height}`;
+}
+
+function savePending() {
+  if (!state.server) return;
+  const frames = Object.fromEntries([...state.pending].filter(([, strokes]) => strokes.length));
+  try {
+    if (Object.keys(frames).length) {
+      localStorage.setItem(storageKey(), JSON.stringify({ steps: state.server.steps.length, frames }));
+    } else {
+      localStorage.removeItem(storageKey());
+    }
+  } catch (err) {  // storage full or disabled: the strokes stay on the page (and closing it asks first)
+    setStatus(`cannot keep the new strokes across a reload: ${err.message}`, true);
+  }
+}
+
+function restorePending() {
+  pendingRestored = true;
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(storageKey()) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || typeof saved.frames !== "object") return;
+  const objects = state.server.objects.length;
+  let count = 0;
+  for (const [t, strokes] of Object.entries(saved.frames)) {
+    const frame = Number(t);
+    if (!Number.isInteger(frame) || frame < 0 || frame >= state.server.num_frames || !Array.isArray(strokes)) continue;
+    const valid = strokes.filter((s) => s && Array.isArray(s.path) && s.path.length && s.object_id <= objects);
+    if (valid.length) state.pending.set(frame, valid);
+    count += valid.length;
+  }
+  if (count) setStatus(`${count} stroke(s) not yet run were kept from before the reload`);
+}
+
+function hasUnrun() {
+  return [...state.pending.values()].some((strokes) => strokes.length) || !!(state.drawing && state.drawing.path);
+}
+
+window.addEventListener("beforeunload", (event) => {
+  if (!hasUnrun()) return;
+  savePending();
+  event.preventDefault();
+  event.returnValue = "";  // the browser asks whether to leave: the strokes not yet run are also kept
+});
 
 // ---------------------------------------------------------------------------------------------- pointer
 
@@ -483,24 +585,33 @@ function addPending(stroke) {
   const list = state.pending.get(state.t) || [];
   list.push(stroke);
   state.pending.set(state.t, list);
+  savePending();
   renderFrame();
   preview.schedule();
+}
+
+function eraseRadius() {
+  return 3 * state.brush + 1;  // screen pixels: the brush size, as the eraser's reach
 }
 
 function eraseAt(point) {
   const list = state.pending.get(state.t) || [];
   const rect = canvas.getBoundingClientRect();
-  const near = (s) => s.path.some(([x, y]) => Math.hypot((x - point[0]) * rect.width, (y - point[1]) * rect.height) < 10);
+  const radius = eraseRadius();
+  const near = (s) => s.path.some(([x, y]) => Math.hypot((x - point[0]) * rect.width, (y - point[1]) * rect.height) < radius);
   const kept = list.filter((s) => !near(s));
   if (kept.length !== list.length) {
     state.pending.set(state.t, kept);
+    savePending();
     renderFrame();
     preview.schedule();
   }
 }
 
 canvas.addEventListener("pointerdown", (event) => {
-  if (!state.server || event.button > 0) return;
+  if (!state.server) return;
+  if (view.startPan(event)) { event.preventDefault(); return; }
+  if (event.button > 0) return;
   event.preventDefault();
   canvas.setPointerCapture(event.pointerId);
   const point = pointAt(event);
@@ -518,7 +629,7 @@ canvas.addEventListener("pointerdown", (event) => {
 });
 
 canvas.addEventListener("pointermove", (event) => {
-  if (!state.drawing) return;
+  if (view.movePan(event) || !state.drawing) return;
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
   for (const e of events.length ? events : [event]) {
     const point = pointAt(e);
@@ -530,7 +641,8 @@ canvas.addEventListener("pointermove", (event) => {
   draw();
 });
 
-function endStroke() {
+function endStroke(event) {
+  if (view.endPan(event)) return;
   const stroke = state.drawing;
   state.drawing = null;
   if (!stroke || stroke.erasing) { draw(); return; }
@@ -542,9 +654,16 @@ canvas.addEventListener("pointercancel", endStroke);
 
 // ---------------------------------------------------------------------------------------------- events
 
+const LOST = "lost the connection to the studio; retrying ...";
+
 function connect() {
   const source = new EventSource("/api/events");
-  source.onopen = () => refresh().catch((err) => setStatus(err.message, true));
+  source.onopen = () => {
+    const was = state.disconnected;
+    state.disconnected = false;
+    refresh().then(() => { if (was && state.status === LOST) setStatus("connected to the studio again"); })
+      .catch((err) => setStatus(err.message, true));
+  };
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
     preview.onEvent(event);
@@ -568,54 +687,127 @@ function connect() {
       if (event.status !== "done" && state.submitted) {
         const list = state.pending.get(state.submitted.frame) || [];
         state.pending.set(state.submitted.frame, [...state.submitted.strokes, ...list]);
+        savePending();
       }
       state.submitted = null;
       refresh().then(() => setStatus(event.message, event.status === "failed"));
+    } else if (event.type === "busy") {
+      showBusy(event.busy);
     } else if (event.type === "state" || event.type === "exported") {
       refresh();
     }
   };
-  source.onerror = () => setStatus("lost the connection to the studio; retrying ...", true);
+  source.onerror = () => {
+    state.disconnected = true;
+    setStatus(LOST, true);
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 1000);  // refused for good: start again
+  };
+}
+
+function busyText(busy) {
+  return `busy: ${busy} ...`;
+}
+
+function showBusy(busy) {
+  // What holds the workspace, from this page or another: conflicting buttons are disabled meanwhile.
+  const before = state.busy;
+  state.busy = busy;
+  if (busy) setStatus(busyText(busy));
+  else if (before && state.status === busyText(before)) setStatus("ready");
+  if (state.server) renderControls();
 }
 
 // ---------------------------------------------------------------------------------------------- keys
 
 const TOOL_KEYS = { s: "pos-scribble", n: "neg-scribble", c: "pos-click", x: "neg-click", e: "eraser" };
+const SLIDER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
+const NOT_TEXT = new Set(["range", "color", "checkbox", "radio", "button", "submit", "reset", "file"]);
+
+function isField(target) {
+  // Where typed keys are text (or a choice), never shortcuts.
+  if (!(target instanceof Element)) return false;
+  if (target.isContentEditable || target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
+  return target.tagName === "INPUT" && !NOT_TEXT.has(target.type);
+}
+
+function setBrush(size) {
+  state.brush = Math.max(1, Math.min(20, Math.round(size)));
+  $("brush").value = state.brush;
+  draw();
+}
+
+function setOpacity(opacity) {
+  state.opacity = Math.max(0, Math.min(1, opacity));
+  $("opacity").value = state.opacity;
+  draw();
+}
+
+function setOverlay(mode) {
+  state.overlay = OVERLAY_MODES.includes(mode) ? mode : "both";
+  $("overlay").value = state.overlay;
+  draw();
+}
 
 document.addEventListener("keydown", (event) => {
-  if (!state.server || event.target.tagName === "INPUT" && event.target.type === "text") return;
+  if (!state.server || isField(event.target)) return;
+  if (event.target.type === "range" && SLIDER_KEYS.has(event.key)) return;
   const help = $("help");
   const key = event.key;
   if (key === "?") { help.hidden = !help.hidden; return; }
   if (!help.hidden) { if (key === "Escape") help.hidden = true; return; }
   const step = event.shiftKey ? 10 : 1;
-  if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (key === "ArrowLeft") seek(state.t - step);
+  if (event.ctrlKey || event.metaKey) {
+    const k = key.toLowerCase();
+    if (k === "z" && event.shiftKey || k === "y") redo();
+    else if (k === "z") undo();
+    else return;
+    event.preventDefault();
+    return;
+  }
+  if (event.altKey) return;
+  if (key === " ") {  // play / pause when released, unless the view was dragged meanwhile
+    if (!event.repeat) {
+      view.spaceHeld = true;
+      view.panned = false;
+      document.body.classList.add("space-held");
+    }
+  } else if (key === "ArrowLeft") seek(state.t - step);
   else if (key === "ArrowRight") seek(state.t + step);
   else if (key === "Home") seek(0);
   else if (key === "End") seek(state.server.num_frames - 1);
-  else if (key === " ") togglePlay();
   else if (key === "Enter") run();
   else if (key === "Escape") { if (state.running) cancel(); else preview.drop(); }
   else if (key === "Backspace") {
     const list = state.pending.get(state.t) || [];
     list.pop();
+    savePending();
     renderFrame();
     preview.schedule();
   } else if (key.toLowerCase() === "m") preview.toggleStop();
-  else if (key.toLowerCase() === "u") undo();
+  else if (key.toLowerCase() === "u") {
+    if (event.shiftKey) redo(); else undo();
+  }
   else if (key.toLowerCase() === "g") suggest();
   else if (key === "+") addObject();
-  else if (key === "[" || key === "]") {
-    state.opacity = Math.max(0, Math.min(1, state.opacity + (key === "]" ? 0.1 : -0.1)));
-    $("opacity").value = state.opacity;
-    draw();
-  } else if (/^[1-9]$/.test(key)) selectObject(Number(key));
+  else if (key === "[" || key === "]") setBrush(state.brush + (key === "]" ? 1 : -1));
+  else if (key === "{" || key === "}") setOpacity(state.opacity + (key === "}" ? 0.1 : -0.1));
+  else if (key.toLowerCase() === "o") setOverlay(OVERLAY_MODES[(OVERLAY_MODES.indexOf(state.overlay) + 1) % OVERLAY_MODES.length]);
+  else if (key.toLowerCase() === "v") toggleVisible(state.object);
+  else if (key === "0") view.reset();
+  else if (/^[1-9]$/.test(key)) selectObject(Number(key));
   else if (TOOL_KEYS[key.toLowerCase()]) setTool(TOOL_KEYS[key.toLowerCase()]);
   else return;
   event.preventDefault();
 });
+
+document.addEventListener("keyup", (event) => {
+  if (event.key !== " " || !view.spaceHeld) return;
+  view.spaceHeld = false;
+  document.body.classList.remove("space-held");
+  event.preventDefault();
+  if (!view.panned && !isField(event.target)) togglePlay();
+});
+window.addEventListener("blur", () => { view.spaceHeld = false; document.body.classList.remove("space-held"); });
 
 // ---------------------------------------------------------------------------------------------- wiring
 
@@ -623,6 +815,7 @@ for (const b of document.querySelectorAll("[data-tool]")) b.onclick = () => setT
 $("run").onclick = run;
 $("cancel").onclick = cancel;
 $("undo").onclick = undo;
+$("redo").onclick = redo;
 $("suggest").onclick = suggest;
 $("export").onclick = exportAll;
 $("add-object").onclick = addObject;
@@ -644,10 +837,15 @@ $("timeline").addEventListener("pointerdown", (event) => {
 $("timeline").addEventListener("pointermove", (event) => {
   if (state.server && $("timeline").hasPointerCapture(event.pointerId)) seekTimeline(event);
 });
-$("opacity").oninput = (event) => { state.opacity = Number(event.target.value); draw(); };
+$("opacity").oninput = (event) => setOpacity(Number(event.target.value));
+$("brush").oninput = (event) => setBrush(Number(event.target.value));
+// A choice made, the select gives the keys back to the shortcuts.
+$("overlay").onchange = (event) => { setOverlay(event.target.value); event.target.blur(); };
+$("speed").onchange = (event) => { state.speed = Number(event.target.value) || 1; event.target.blur(); };
+$("fit").onclick = () => view.reset();
 $("help-button").onclick = () => { $("help").hidden = false; };
 $("help-close").onclick = () => { $("help").hidden = true; };
 window.addEventListener("resize", () => { fit(); draw(); });
 
-refresh().then(() => setStatus("ready")).catch((err) => setStatus(err.message, true));
+refresh().then(() => setStatus(state.busy ? busyText(state.busy) : state.status || "ready")).catch((err) => setStatus(err.message, true));
 connect();
