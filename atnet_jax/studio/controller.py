@@ -136,7 +136,12 @@ class Controller:
         self.events = Events()
         self.live: LiveRound | None = None
         self.busy = threading.Lock()  # held while a step (round, undo, object edit, export) runs
-        self.versions = [0] * self.num_frames  # bumped whenever a frame's mask image changes
+        # A frame's mask version: the clock's value when its image last changed. The clock never goes back, across
+        # restarts too (saved in the workspace, and at least the time in ms), so a page left open across a restart
+        # sees every later image as newer.
+        self._clock_lock = threading.Lock()
+        self.clock = 0
+        self.versions = [0] * self.num_frames
         self._live_labels: dict[int, np.ndarray] = {}
         self.objects: list[dict] = []
         self.steps: list[Step] = []
@@ -151,6 +156,7 @@ class Controller:
     def _load_or_create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         meta = read_meta(self.root)
+        self.versions = [self._tick()] * self.num_frames
         if meta is None:
             self.objects = [self._new_object() for _ in range(self.session.num_objects)]
             self._save_meta()
@@ -161,6 +167,8 @@ class Controller:
                              f"frames of {key['height']}x{key['width']}, not this one ({self.num_frames} frames of "
                              f"{self.height}x{self.width})")
         self.objects, self.steps, self._next_uid = meta.objects, meta.steps, meta.next_uid
+        self.clock = max(self.clock, meta.clock)
+        self.versions = [self._tick()] * self.num_frames
         self.history.remove_strays(len(self.steps))
         if self.steps:
             self.session.restore(self.history.read_state(len(self.steps)))
@@ -169,7 +177,13 @@ class Controller:
 
     def _save_meta(self) -> None:
         self.history.save_meta(Meta(self.name, self.video, self._video_shape(), self.checkpoint, self.objects,
-                                    self.steps, self._next_uid))
+                                    self.steps, self._next_uid, self.clock))
+
+    def _tick(self) -> int:
+        """The next mask version: above every earlier one, and at least the time in milliseconds."""
+        with self._clock_lock:
+            self.clock = max(self.clock + 1, time.time_ns() // 1_000_000)
+            return self.clock
 
     def _new_object(self) -> dict:
         uid = self._next_uid
@@ -185,12 +199,16 @@ class Controller:
     def _write_masks(self, frames: Sequence[int]) -> None:
         self.history.write_masks(frames, lambda t: self.session.labels[t])
 
-    def _commit(self, step: Step, changed: Sequence[int], *, full: bool = False) -> None:
-        """Save the session's state as a new step (only the ``changed`` frames' probabilities unless ``full``),
-        the masks of ``changed`` frames, and the step list."""
+    def _commit(self, step: Step, changed: Sequence[int], *, objects: Sequence[int] | None = None) -> None:
+        """Save the session's state as a new step, the masks of ``changed`` frames, and the step list: a round's
+        ``changed`` frames' probabilities, or for an object edit, ``objects``: each object's index before it (-1:
+        new), which the history records instead of the probabilities."""
         index = len(self.steps) + 1
         state = self.session.snapshot(copy=False)  # read at once, on the model thread: nothing changes it meanwhile
-        self.history.write_state(index, state, len(self.objects), None if full else changed)
+        if objects is None:
+            self.history.write_state(index, state, len(self.objects), changed)
+        else:
+            self.history.write_state(index, state, len(self.objects), [], objects=objects)
         if step.kind == "round":
             assert step.frame is not None and step.strokes is not None
             self.history.write_round_file(self._num_rounds() + 1, step.frame, step.strokes, self.name)
@@ -350,7 +368,7 @@ class Controller:
         def on_frame(update: FrameUpdate) -> None:
             t = update.frame
             self._live_labels[t] = update.labels
-            self.versions[t] += 1
+            self.versions[t] = self._tick()
             live.done += 1
             live.updated.append(t)
             elapsed = time.perf_counter() - live.started
@@ -390,8 +408,7 @@ class Controller:
             message = f"round failed: {type(err).__name__}: {err}".splitlines()[0]
         finally:
             if status != "done":
-                for t in live.updated:
-                    self.versions[t] += 1
+                self._bump(live.updated)
             self._live_labels.clear()
             self.live = None
             self.busy.release()
@@ -413,8 +430,9 @@ class Controller:
             raise ConflictError("a round is running: wait for it or cancel it")
 
     def _bump(self, frames: Sequence[int] | range) -> None:
+        version = self._tick()
         for t in frames:
-            self.versions[t] += 1
+            self.versions[t] = version
 
     def undo(self) -> Step:
         """Go back one step (a round or an object edit), to the state saved before it."""
@@ -446,7 +464,7 @@ class Controller:
         new_id = self.session.add_object()
         self.objects.append(self._new_object())
         self._commit(Step("add_object", before, object=new_id, objects=[o["uid"] for o in self.objects]), [],
-                     full=True)
+                     objects=[*range(len(before)), -1])
         self.events.publish("state", reason="add_object")
         return new_id
 
@@ -458,7 +476,8 @@ class Controller:
         self.session.remove_object(object_id)
         removed = self.objects.pop(object_id - 1)
         self._commit(Step("remove_object", before, object=object_id, removed=[removed],
-                          objects=[o["uid"] for o in self.objects]), range(self.num_frames), full=True)
+                          objects=[o["uid"] for o in self.objects]), range(self.num_frames),
+                     objects=[k for k in range(len(before)) if k != object_id - 1])
         self._bump(range(self.num_frames))
         self.events.publish("state", reason="remove_object")
 
@@ -476,9 +495,9 @@ class Controller:
         if "colour" in body:
             update["colour"] = parse_colour(body["colour"])
         self.objects[object_id - 1] = {**self.objects[object_id - 1], **update}
-        self._save_meta()
         if "colour" in update:
             self._bump(range(self.num_frames))
+        self._save_meta()
         self.events.publish("state", reason="update_object")
         return self.objects[object_id - 1]
 
