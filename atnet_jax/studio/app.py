@@ -48,6 +48,7 @@ from atnet_jax.studio.controller import Controller
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
+MAX_DEPTH = 32  # nesting of lists and objects in a request (a round's strokes nest 5 deep)
 TOKEN_COOKIE = "atnet_studio_token_{port}"  # per port: cookies are shared by every port of a host
 KEEPALIVE_S = 15.0
 POLL_S = 0.5  # how often an idle event stream checks whether the server is stopping
@@ -82,9 +83,25 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
             raise UsageError("malformed JSON: the request body is empty")
         return None
     try:
-        return json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise UsageError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep") from None
     except (UnicodeDecodeError, ValueError) as err:
         raise UsageError(f"malformed JSON: {str(err).splitlines()[0]}") from None
+    if _too_deep(data):
+        raise UsageError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep")
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests lists and objects more than :data:`MAX_DEPTH` levels (checked without recursion)."""
+    level = [data]
+    for _ in range(MAX_DEPTH + 1):
+        level = [v for x in level if isinstance(x, (list, dict))
+                 for v in (x.values() if isinstance(x, dict) else x)]
+        if not level:
+            return False
+    return True
 
 
 class Studio:
@@ -156,8 +173,7 @@ class Studio:
         return JSONResponse({"removed": k, "state": self.ws.summary()})
 
     async def suggest(self, request: Request) -> Response:
-        result = await asyncio.get_running_loop().run_in_executor(None, self.ws.suggest)
-        return JSONResponse(result)
+        return JSONResponse(await self._step(self.ws.suggest))  # 409 while a round runs
 
     async def export(self, request: Request) -> Response:
         await read_json(request, required=False)

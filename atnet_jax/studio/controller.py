@@ -110,10 +110,19 @@ class Events:
                 self._listeners.remove(listener)
 
 
-def _integer(value: object, name: str) -> int:
+def json_integer(value: object, name: str) -> int:
+    """The one rule for every integer field of a request: a JSON integer (``2``; not ``2.0``, ``"2"`` or ``true``),
+    else a :class:`UsageError` naming the field."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be an integer, got {str(value)[:20]!r}")
+        raise UsageError(f"{name} must be an integer, got {json_repr(value)}")
     return value
+
+
+def json_repr(value: object, limit: int = 20) -> str:
+    """A short, one-line rendering of a request's value for a message."""
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return repr(value)[:limit]
 
 
 class Controller:
@@ -274,12 +283,13 @@ class Controller:
         return data.tobytes()
 
     def check_frame(self, t: object) -> int:
-        t = _integer(t, "frame")
+        t = json_integer(t, "frame")
         if not 0 <= t < self.num_frames:
             raise NotFoundError(f"frame {t} is outside the video (0..{self.num_frames - 1})")
         return t
 
-    def check_object(self, object_id: int) -> int:
+    def check_object(self, object_id: object) -> int:
+        object_id = json_integer(object_id, "object")
         if not 1 <= object_id <= len(self.objects):
             raise NotFoundError(f"object {object_id} does not exist (objects 1..{len(self.objects)})")
         return object_id
@@ -287,6 +297,8 @@ class Controller:
     def suggest(self) -> dict:
         """The frame the model is least sure of: the largest mean binary entropy of the object probabilities
         (annotated frames left out). No ground truth is needed."""
+        if self.live is not None:
+            raise ConflictError("a round is running: suggest once it ends")
         annotated = self.session.annotated
         if not annotated:
             raise ConflictError("nothing to suggest before the first round")
@@ -317,6 +329,9 @@ class Controller:
             raise UsageError("'strokes' must be a non-empty list of strokes")
         if len(strokes) > MAX_STROKES:
             raise UsageError(f"too many strokes: {len(strokes)} (at most {MAX_STROKES} per round)")
+        for i, stroke in enumerate(strokes):
+            if isinstance(stroke, dict) and "object_id" in stroke:
+                json_integer(stroke["object_id"], f"stroke {i}: object_id")
         points = sum(len(s["path"]) for s in strokes if isinstance(s, dict) and isinstance(s.get("path"), list))
         if points > MAX_POINTS:
             raise UsageError(f"too many points: {points} (at most {MAX_POINTS} per round)")
@@ -338,7 +353,7 @@ class Controller:
         for i, click in enumerate(clicks):
             if not isinstance(click, dict) or set(click) != {"x", "y", "object_id"}:
                 raise UsageError(f"click {i}: expected an object with exactly 'x', 'y' and 'object_id'")
-            object_id = _integer(click["object_id"], f"click {i}: object_id")
+            object_id = json_integer(click["object_id"], f"click {i}: object_id")
             if not 0 <= object_id <= len(self.objects):
                 raise UsageError(f"click {i}: object_id {object_id} does not exist (objects 1..{len(self.objects)}, "
                                  "0 = background)")
@@ -525,6 +540,8 @@ class Controller:
         returns the files written, relative to it."""
         from atnet_jax.io.export import write_export
 
+        if not self._num_rounds():
+            raise ConflictError("nothing to export yet: run a round first")
         files = self._round_files()
         exact, why = self.replay_exact()
         replay = {"exact": exact, "why": why, "command": self.replay_command(files), "run_in": str(self.root)}
