@@ -11,6 +11,12 @@ Setups:
   3. the same 480p video with the full-size networks (paper config, random weights): the first round's
      latencies only, then the round is cancelled (a full-size round over 50 frames takes minutes here).
 
+After the rounds of setups 1 and 2, an object is added, a round is run with it and it is removed again; then the
+workspace's bytes are counted per step: the steps as stored now (probabilities compressed losslessly per frame,
+object edits as selections of the previous step) and as the studio stored them before (workspace format 1: the
+changed frames' probabilities as raw float32 .npy, every frame after an object edit), per round per object, and
+in total.
+
 Per round: Run -> the annotated frame's mask served (the POST, the server computing the annotated frame, the
 event, the PNG fetched), the server's own time to that frame (interaction maps, A-Net, the T-Net encoder of that
 frame: the model's share), their difference (the studio's overhead, target < 0.3 s), and Run -> the first
@@ -131,7 +137,50 @@ def one_round(client: httpx.Client, url: str, frame: int, strokes: list[dict], *
     return result
 
 
-def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False) -> dict:
+def step_bytes(workspace: Path) -> list[dict]:
+    """Per step of ``workspace``: its kind, object count, the bytes its folder holds now, and the bytes format 1
+    wrote for it (the same indicators and record; probabilities as an .npy of float32 [F, K, h, w], F the
+    changed frames of a round and every frame after an object edit)."""
+    meta = json.loads((workspace / "studio.json").read_text())
+    num_frames = meta["video"]["num_frames"]
+    out = []
+    for i, step in enumerate(meta["steps"], start=1):
+        folder = workspace / "steps" / f"{i:04d}"
+        record = json.loads((folder / "state.json").read_text())
+        now = sum(f.stat().st_size for f in folder.iterdir())
+        frames = len(record["frames"]) if step["kind"] == "round" else num_frames
+        height, width = record["frame_shape"]
+        header = 128  # an .npy header of this shape
+        before = (now - (folder / "probabilities.bin").stat().st_size + header
+                  + frames * record["num_objects"] * height * width * 4)
+        out.append({"kind": step["kind"], "objects": record["num_objects"], "frames": frames, "bytes": now,
+                    "bytes_format_1": before})
+    return out
+
+
+def bytes_table(label: str, steps: list[dict]) -> dict:
+    """Print the workspace bytes of ``steps`` (from :func:`step_bytes`): per round per object, and in total."""
+    mb = 1e6
+    print(f"   workspace bytes ({label}): step, kind, objects, frames stored, before (format 1) MB, now MB, ratio",
+          flush=True)
+    for i, s in enumerate(steps, start=1):
+        print(f"     {i:3d}  {s['kind']:14s} {s['objects']:2d} {s['frames']:4d}  {s['bytes_format_1'] / mb:9.2f}  "
+              f"{s['bytes'] / mb:9.2f}  {s['bytes_format_1'] / max(s['bytes'], 1):6.2f}x", flush=True)
+    rounds = [s for s in steps if s["kind"] == "round"]
+    per_round_before = statistics.mean(s["bytes_format_1"] / s["objects"] for s in rounds)
+    per_round_now = statistics.mean(s["bytes"] / s["objects"] for s in rounds)
+    total_before, total_now = sum(s["bytes_format_1"] for s in steps), sum(s["bytes"] for s in steps)
+    print(f"   per round per object: before {per_round_before / mb:.2f} MB, now {per_round_now / mb:.2f} MB "
+          f"({per_round_before / per_round_now:.2f}x); all {len(steps)} steps: before {total_before / mb:.1f} MB, "
+          f"now {total_now / mb:.1f} MB ({total_before / total_now:.2f}x, target >= 4x)", flush=True)
+    return {"per_round_per_object_mb_before": round(per_round_before / mb, 3),
+            "per_round_per_object_mb_now": round(per_round_now / mb, 3),
+            "total_mb_before": round(total_before / mb, 2), "total_mb_now": round(total_now / mb, 2),
+            "total_ratio": round(total_before / total_now, 2), "steps": steps}
+
+
+def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False,
+          workspace: Path | None = None) -> dict:
     print(f"== {label}", flush=True)
     proc, url, startup = start_server(server_args)
     print(f"   server up in {startup:.1f} s (loading, compiling); RSS {rss_mb(proc.pid):.0f} MB", flush=True)
@@ -153,8 +202,18 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
                       f"studio overhead {result['overhead_s']:.3f} s), Run -> first propagated "
                       f"{result.get('run_to_first_propagated_s', float('nan')):.3f} s, round "
                       f"{result['run_to_end_s']:.1f} s, RSS {result['rss_mb']:.0f} MB", flush=True)
+            if workspace is not None:  # an object edit each way, and a round with the added object between
+                added = client.post("/api/objects", json={})
+                added.raise_for_status()
+                k = added.json()["id"]
+                frame = num_frames // 2
+                one_round(client, url, frame, [{"path": [[0.5, 0.5]], "object_id": k, "start_time": 0.0,
+                                                "end_time": 0.0}])
+                client.delete(f"/api/objects/{k}", headers={"content-type": "application/json"}).raise_for_status()
     finally:
         stop_server(proc)
+    if workspace is not None:
+        out["workspace"] = bytes_table(label.split(",")[0], step_bytes(workspace))
     first, last = out["rounds"][0], out["rounds"][-1]
     out["overhead_median_s"] = round(statistics.median(r["overhead_s"] for r in out["rounds"]), 3)
     out["rss_after_1_mb"], out["rss_after_last_mb"] = first["rss_mb"], last["rss_mb"]
@@ -170,6 +229,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="rounds for the RSS measurement (default 10)")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-size networks")
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
+    parser.add_argument("--skip-480p", action="store_true", help="the demo video only (setups 2 and 3 left out)")
     args = parser.parse_args()
 
     from atnet_jax.demo import write_demo_video
@@ -182,15 +242,18 @@ def main() -> None:
         write_demo_video(demo_ws / "video")  # where the studio's demo expects it, so that its ground truth is known
         gt = DavisFolder(demo_ws / "video").read_masks("shapes")
         results.append(bench("demo video (12 x 240x432), demo weights", ["--workspace", str(demo_ws)], gt,
-                             rounds=args.rounds))
+                             rounds=args.rounds, workspace=demo_ws))
 
+        if args.skip_480p:
+            print(json.dumps(results, indent=1))
+            return
         video = root / "video480"
         write_demo_video(video, name="long", num_frames=50, height=480, width=854, seed=3)
         gt = DavisFolder(video).read_masks("long")
         common = ["--input", str(video), "--sequence", "long", "--objects", str(int(gt.max()))]
         results.append(bench("480p video (50 x 480x854), demo weights", [*common, "--workspace",
                                                                          str(root / "ws480_demo")], gt,
-                             rounds=args.rounds))
+                             rounds=args.rounds, workspace=root / "ws480_demo"))
         if not args.skip_full:
             from atnet_jax.io.weights import save_weights
             from atnet_jax.models import paper_model_config

@@ -248,7 +248,7 @@ class History:
             np.save(tmp / "indicators.npy", indicators.astype(np.float32))
             strokes = {str(t): s for t, s in state.strokes.items()}
             record = {"format": FORMAT, "annotated": state.annotated, "strokes": strokes, "num_objects": num_objects,
-                      "frames": frames, "chunks": chunks, "codec": CODEC}
+                      "frame_shape": list(self.prob_shape), "frames": frames, "chunks": chunks, "codec": CODEC}
             if objects is not None:
                 record["objects"] = [int(i) for i in objects]
             (tmp / "state.json").write_text(json.dumps(record))
