@@ -3,6 +3,10 @@ process), rounds submitted over HTTP, progress read from the event stream, masks
 
     python experiments/bench_studio.py                 # all three setups below (several minutes on 2 cores)
     python experiments/bench_studio.py --skip-full     # leave out the full-size networks
+    python experiments/bench_studio.py --skip-480p --davis tests/data/davis_mini   # the demo, and real maps
+
+With ``--davis ROOT``, first: the workspace's frame codec on real probability maps (a session with the demo weights
+on a real 480p DAVIS sequence, two rounds), each frame checked bit for bit, bytes against the raw float32.
 
 Setups:
   1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
@@ -139,8 +143,8 @@ def one_round(client: httpx.Client, url: str, frame: int, strokes: list[dict], *
 
 def step_bytes(workspace: Path) -> list[dict]:
     """Per step of ``workspace``: its kind, object count, the bytes its folder holds now, and the bytes format 1
-    wrote for it (the same indicators and record; probabilities as an .npy of float32 [F, K, h, w], F the
-    changed frames of a round and every frame after an object edit)."""
+    wrote for it (probabilities as an .npy of float32 [F, K, h, w], F the changed frames of a round and every
+    frame after an object edit; every annotated frame's indicators as an .npy of float32; the record)."""
     meta = json.loads((workspace / "studio.json").read_text())
     num_frames = meta["video"]["num_frames"]
     out = []
@@ -150,9 +154,11 @@ def step_bytes(workspace: Path) -> list[dict]:
         now = sum(f.stat().st_size for f in folder.iterdir())
         frames = len(record["frames"]) if step["kind"] == "round" else num_frames
         height, width = record["frame_shape"]
-        header = 128  # an .npy header of this shape
-        before = (now - (folder / "probabilities.bin").stat().st_size + header
-                  + frames * record["num_objects"] * height * width * 4)
+        planes = sum(map(len, record["indicators"]))
+        header = 128  # an .npy header
+        before = ((folder / "state.json").stat().st_size + 2 * header
+                  + frames * record["num_objects"] * height * width * 4
+                  + planes * int(np.prod(record["indicator_shape"] or [0])) * 4)
         out.append({"kind": step["kind"], "objects": record["num_objects"], "frames": frames, "bytes": now,
                     "bytes_format_1": before})
     return out
@@ -177,6 +183,50 @@ def bytes_table(label: str, steps: list[dict]) -> dict:
             "per_round_per_object_mb_now": round(per_round_now / mb, 3),
             "total_mb_before": round(total_before / mb, 2), "total_mb_now": round(total_now / mb, 2),
             "total_ratio": round(total_before / total_now, 2), "steps": steps}
+
+
+def codec_on_davis(root: Path, sequence: str, rounds: int = 2) -> dict:
+    """The compression of real probability maps: a session (demo weights) on a DAVIS sequence, ``rounds`` rounds
+    of one click per object; after each, every frame's probabilities through the workspace's frame codec, checked
+    bit for bit, and the bytes against the raw float32 (what format 1 stored for a round's frames)."""
+    from atnet_jax import cli
+    from atnet_jax.demo import DEFAULT_CHECKPOINT
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.kinds import Scribble
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.models.predictor import ATNetPredictor
+    from atnet_jax.studio.history import decode_frame, encode_frame
+
+    davis = DavisFolder(root)
+    gt = davis.read_masks(sequence)
+    num_objects = int(gt.max())
+    variables, config = cli.load_checkpoint(DEFAULT_CHECKPOINT)
+    session = Session(davis.frames(sequence), ATNetPredictor(variables, config), num_objects)
+    print(f"== real probability maps: DAVIS {sequence} ({gt.shape[0]} x {gt.shape[1]}x{gt.shape[2]}, processed at "
+          f"{session.processing_shape[0]}x{session.processing_shape[1]}), demo weights", flush=True)
+    out: dict = {"sequence": sequence, "rounds": []}
+    try:
+        for r in range(rounds):
+            frame = [0, len(gt) - 1, len(gt) // 2][r % 3]
+            session.interact(Scribble(frame, clicks_inside(gt[frame], num_objects)))
+            raw = stored = 0
+            start = time.perf_counter()
+            for t in range(session.num_frames):
+                p = np.ascontiguousarray(session.probabilities[t], np.float32)
+                data = encode_frame(p)
+                if not np.array_equal(decode_frame(data, p.shape).view(np.uint32), p.view(np.uint32)):
+                    raise AssertionError(f"frame {t} did not come back bit for bit")
+                raw, stored = raw + p.nbytes, stored + len(data)
+            seconds = time.perf_counter() - start
+            print(f"   round {r + 1} on frame {frame}: per object {raw / num_objects / 1e6:.2f} MB raw float32 -> "
+                  f"{stored / num_objects / 1e6:.2f} MB ({raw / stored:.2f}x, exact; encode + check "
+                  f"{seconds:.1f} s)", flush=True)
+            out["rounds"].append({"raw_mb_per_object": round(raw / num_objects / 1e6, 3),
+                                  "stored_mb_per_object": round(stored / num_objects / 1e6, 3),
+                                  "ratio": round(raw / stored, 3)})
+    finally:
+        session.close()
+    return out
 
 
 def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False,
@@ -230,6 +280,9 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-size networks")
     parser.add_argument("--keep", type=Path, help="keep the workspaces in this folder")
     parser.add_argument("--skip-480p", action="store_true", help="the demo video only (setups 2 and 3 left out)")
+    parser.add_argument("--davis", type=Path, help="also measure the compression of real probability maps on a "
+                        "DAVIS root (e.g. tests/data/davis_mini), sequence --davis-sequence")
+    parser.add_argument("--davis-sequence", default="car-shadow", help="the DAVIS sequence (default car-shadow)")
     args = parser.parse_args()
 
     from atnet_jax.demo import write_demo_video
@@ -237,6 +290,8 @@ def main() -> None:
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_studio_"))
     results = []
+    if args.davis is not None:
+        results.append(codec_on_davis(args.davis, args.davis_sequence))
     try:
         demo_ws = root / "demo"
         write_demo_video(demo_ws / "video")  # where the studio's demo expects it, so that its ground truth is known

@@ -85,6 +85,10 @@ def test_every_step_reads_back_bit_for_bit_after_rounds_object_edits_and_undo(de
         assert (record["frames"], (steps / f"{i:04d}" / "probabilities.bin").stat().st_size) == ([], 0)
     assert json.loads((steps / "0002" / "state.json").read_text())["objects"] == [0, 1, -1]
     assert json.loads((steps / "0004" / "state.json").read_text())["objects"] == [1, 2]
+    # Indicator planes are stored once: adding an object stores the new object's, removing one none.
+    for i, new_planes in [(1, 2), (2, 1), (3, 3), (4, 0)]:
+        rows = json.loads((steps / f"{i:04d}" / "state.json").read_text())["indicators"]
+        assert sum(plane[1] == i for row in rows for plane in row) == new_planes, (i, rows)
     # A round's frames: compressed losslessly, smaller than the float32 they hold.
     record = json.loads((steps / "0001" / "state.json").read_text())
     raw = len(record["frames"]) * snapshots[1][0].nbytes
@@ -103,12 +107,12 @@ def test_every_step_reads_back_bit_for_bit_after_rounds_object_edits_and_undo(de
 
 def _as_format_1(ws, root) -> None:
     """Rewrite the workspace at ``root`` (a copy of ``ws``'s) as the studio wrote it before compression:
-    probabilities.npy of the changed frames (every frame after an object edit, ``"full"``)."""
+    probabilities.npy of the changed frames (every frame after an object edit, ``"full"``), indicators.npy."""
     meta = json.loads((root / "studio.json").read_text())
     for i, step in enumerate(ws.steps, start=1):
         folder = root / "steps" / f"{i:04d}"
         state = ws.history.read_state(i)
-        indicators = np.load(folder / "indicators.npy")
+        indicators = np.stack(state.indicators)
         full = step.kind != "round"
         frames = list(range(ws.num_frames)) if full else sorted(step.updated)
         shutil.rmtree(folder)

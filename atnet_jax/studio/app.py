@@ -15,13 +15,16 @@ POST     /api/undo                  undo the last step (a round or an object edi
 POST     /api/objects               add an object (empty on every frame)
 PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
-GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
-POST     /api/export                write the workspace's export/ folder
+GET      /api/suggest               the frame the model is least sure of (mean binary entropy); 409 while a round
+                                    runs
+POST     /api/export                write the workspace's export/ folder; 409 before the first round
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported
 =======  =========================  =====================================================================
 
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
-the browser asking first), and a step sent while a round runs gets 409.
+the browser asking first), and a step sent while a round runs gets 409. Every integer field (``frame``, a
+stroke's or click's ``object_id``) must be a JSON integer: ``2``, not ``2.0``, ``"2"`` or ``true``. Bodies nest
+at most :data:`MAX_DEPTH` levels. Mask versions only grow, across restarts too.
 """
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ Workspace folder::
                            the mask version clock
     steps/0001/            the session's state after step 1: probabilities.bin (the probabilities [K, h, w] float32
                            of the frames the step changed, one losslessly compressed chunk per frame),
-                           indicators.npy [R, K, h, w, C] float32, state.json (annotated frames, strokes, which
-                           frames probabilities.bin holds and where, and for an object edit how this step's objects
-                           map to the previous step's)
+                           indicators.bin (A-Net's indicators [h, w, C] float32 per annotated frame and object that
+                           no earlier step holds, compressed the same way), state.json (annotated frames, strokes,
+                           which frames probabilities.bin holds and where, where each indicator is, and for an
+                           object edit how this step's objects map to the previous step's)
     scribbles/001.json     round 1's strokes as a DAVIS scribble file (one per round, in round order)
     masks/00000.png        the current masks, palette PNGs (DAVIS palette, 0 = background, k = object k)
     video/                 the generated demo video (a DAVIS folder), when the studio runs on the demo
@@ -21,8 +22,9 @@ through a second-order difference along the width and the height (integer, modul
 residuals), zigzagged, then Blosc (zstd, byte shuffle): exact to the bit, about 1.8x smaller than the raw floats on
 real probability maps (see experiments/bench_studio.py).
 
-Format 1 (before compression) stored ``probabilities.npy`` [F, K, h, w] with every frame after an object edit; its
-steps are still read, and a workspace of format 1 continues in format 2.
+Format 1 (before compression) stored ``probabilities.npy`` [F, K, h, w] with every frame after an object edit, and
+every step's indicators as ``indicators.npy`` [R, K, h, w, C]; its steps are still read, and a workspace of format 1
+continues in format 2.
 
 A step's folder is written beside its final name and renamed into place, then ``studio.json`` is replaced
 atomically; a crash loses at most the running step. Every step's state lives on disk, not in memory, so undo
@@ -32,6 +34,7 @@ by name (``"video": {"args": ["--input", PATH, "--sequence", NAME]}``) still ope
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import tempfile
@@ -50,6 +53,7 @@ FORMAT = 2
 READABLE_FORMATS = (1, 2)
 META_FILE = "studio.json"
 PROBABILITIES = "probabilities.bin"
+INDICATORS = "indicators.bin"
 CODEC = "delta2-zigzag-blosc-zstd1-shuffle"
 
 
@@ -243,12 +247,26 @@ class History:
                     data = encode_frame(np.asarray(state.probabilities[t], np.float32))
                     chunks.append([out.tell(), len(data)])
                     out.write(data)
-            indicators = (np.stack(state.indicators) if state.indicators
-                          else np.zeros((0, num_objects), np.float32))
-            np.save(tmp / "indicators.npy", indicators.astype(np.float32))
+            # A-Net's indicators, per annotated frame and object: a plane stored once, then referenced by later
+            # steps for as long as it stays the same (a round changes its frame's only).
+            known = self._indicator_planes(index - 1)
+            planes, plane_shape = [], None
+            with open(tmp / INDICATORS, "wb") as out:
+                for indicator in state.indicators:
+                    row = []
+                    for plane in np.asarray(indicator, np.float32):
+                        plane_shape = list(plane.shape)
+                        key = hashlib.sha256(np.ascontiguousarray(plane).tobytes()).hexdigest()[:32]
+                        if key not in known:
+                            data = encode_frame(np.moveaxis(plane, -1, 0))
+                            known[key] = [index, out.tell(), len(data)]
+                            out.write(data)
+                        row.append([key, *known[key]])
+                    planes.append(row)
             strokes = {str(t): s for t, s in state.strokes.items()}
             record = {"format": FORMAT, "annotated": state.annotated, "strokes": strokes, "num_objects": num_objects,
-                      "frame_shape": list(self.prob_shape), "frames": frames, "chunks": chunks, "codec": CODEC}
+                      "frame_shape": list(self.prob_shape), "frames": frames, "chunks": chunks, "codec": CODEC,
+                      "indicators": planes, "indicator_shape": plane_shape}
             if objects is not None:
                 record["objects"] = [int(i) for i in objects]
             (tmp / "state.json").write_text(json.dumps(record))
@@ -256,6 +274,30 @@ class History:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _indicator_planes(self, index: int) -> dict[str, list[int]]:
+        """Step ``index``'s indicator planes: content hash -> [step, offset, length] (none before format 2)."""
+        if index < 1:
+            return {}
+        record = self._load_record(index)
+        rows = record.get("indicators", [])
+        return {key: [step, offset, length] for row in rows for key, step, offset, length in row}
+
+    def _read_indicators(self, record: dict, folder: Path) -> list[np.ndarray]:
+        if record.get("format", 1) == 1:
+            return list(np.load(folder / "indicators.npy"))
+        if not record["indicators"]:
+            return []
+        height, width, channels = record["indicator_shape"]
+        out = []
+        for row in record["indicators"]:
+            planes = []
+            for _, step, offset, length in row:
+                with open(self.step_dir(step) / INDICATORS, "rb") as f:
+                    f.seek(offset)
+                    planes.append(np.moveaxis(decode_frame(f.read(length), (channels, height, width)), 0, -1))
+            out.append(np.ascontiguousarray(np.stack(planes)))
+        return out
 
     def _load_record(self, index: int) -> dict:
         folder = self.step_dir(index)
@@ -291,7 +333,7 @@ class History:
             return decode_frame(opened[i].read(length), (record["num_objects"], *self.prob_shape))
 
         try:
-            indicators = np.load(folder / "indicators.npy")
+            indicators = self._read_indicators(state, folder)
             # A file-backed scratch array, so that undo keeps the server's memory flat on long videos.
             probabilities = np.memmap(tempfile.TemporaryFile(), np.float32, "w+",
                                       shape=(self.num_frames, state["num_objects"], *self.prob_shape))
@@ -315,7 +357,7 @@ class History:
                 if hasattr(handle, "close"):
                     handle.close()
         return SessionState(probabilities, [int(a) for a in state["annotated"]],
-                            {int(t): s for t, s in state["strokes"].items()}, list(indicators))
+                            {int(t): s for t, s in state["strokes"].items()}, indicators)
 
     def empty_state(self, num_objects: int) -> SessionState:
         return SessionState(np.zeros((self.num_frames, num_objects, *self.prob_shape), np.float32), [], {}, [])
