@@ -4,6 +4,10 @@ process), rounds submitted over HTTP, progress read from the event stream, masks
     python experiments/bench_studio.py                 # all three setups below (several minutes on 2 cores)
     python experiments/bench_studio.py --skip-full     # leave out the full-size networks
     python experiments/bench_studio.py --page          # also stroke -> preview drawn in headless Chromium
+    python experiments/bench_studio.py --skip-480p --davis tests/data/davis_mini   # the demo, and real maps
+
+With ``--davis ROOT``, first: the workspace's frame codec on real probability maps (a session with the demo weights
+on a real 480p DAVIS sequence, two rounds), each frame checked bit for bit, bytes against the raw float32.
 
 Setups:
   1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
@@ -11,6 +15,12 @@ Setups:
      (each round's state, up to 164 MB of probabilities, goes to the workspace on disk, not to memory);
   3. the same 480p video with the full-size networks (paper config, random weights): the first round's
      latencies only, then the round is cancelled (a full-size round over 50 frames takes minutes here).
+
+After the rounds of setups 1 and 2, an object is added, a round is run with it and it is removed again; then the
+workspace's bytes are counted per step: the steps as stored now (probabilities compressed losslessly per frame,
+object edits as selections of the previous step) and as the studio stored them before (workspace format 1: the
+changed frames' probabilities as raw float32 .npy, every frame after an object edit), per round per object, and
+in total.
 
 Per round: Run -> the annotated frame's mask served (the POST, the server computing the annotated frame, the
 event, the PNG fetched), the server's own time to that frame (interaction maps, A-Net, the T-Net encoder of that
@@ -200,8 +210,96 @@ def page_previews(url: str, gt: np.ndarray, frame: int, count: int) -> dict:
             "debounce_s": 0.3}
 
 
+def step_bytes(workspace: Path) -> list[dict]:
+    """Per step of ``workspace``: its kind, object count, the bytes its folder holds now, and the bytes format 1
+    wrote for it (probabilities as an .npy of float32 [F, K, h, w], F the changed frames of a round and every
+    frame after an object edit; every annotated frame's indicators as an .npy of float32; the record)."""
+    meta = json.loads((workspace / "studio.json").read_text())
+    num_frames = meta["video"]["num_frames"]
+    out = []
+    for i, step in enumerate(meta["steps"], start=1):
+        folder = workspace / "steps" / f"{i:04d}"
+        record = json.loads((folder / "state.json").read_text())
+        now = sum(f.stat().st_size for f in folder.iterdir())
+        frames = len(record["frames"]) if step["kind"] == "round" else num_frames
+        height, width = record["frame_shape"]
+        planes = sum(map(len, record["indicators"]))
+        header = 128  # an .npy header
+        before = ((folder / "state.json").stat().st_size + 2 * header
+                  + frames * record["num_objects"] * height * width * 4
+                  + planes * int(np.prod(record["indicator_shape"] or [0])) * 4)
+        out.append({"kind": step["kind"], "objects": record["num_objects"], "frames": frames, "bytes": now,
+                    "bytes_format_1": before})
+    return out
+
+
+def bytes_table(label: str, steps: list[dict]) -> dict:
+    """Print the workspace bytes of ``steps`` (from :func:`step_bytes`): per round per object, and in total."""
+    mb = 1e6
+    print(f"   workspace bytes ({label}): step, kind, objects, frames stored, before (format 1) MB, now MB, ratio",
+          flush=True)
+    for i, s in enumerate(steps, start=1):
+        print(f"     {i:3d}  {s['kind']:14s} {s['objects']:2d} {s['frames']:4d}  {s['bytes_format_1'] / mb:9.2f}  "
+              f"{s['bytes'] / mb:9.2f}  {s['bytes_format_1'] / max(s['bytes'], 1):6.2f}x", flush=True)
+    rounds = [s for s in steps if s["kind"] == "round"]
+    per_round_before = statistics.mean(s["bytes_format_1"] / s["objects"] for s in rounds)
+    per_round_now = statistics.mean(s["bytes"] / s["objects"] for s in rounds)
+    total_before, total_now = sum(s["bytes_format_1"] for s in steps), sum(s["bytes"] for s in steps)
+    print(f"   per round per object: before {per_round_before / mb:.2f} MB, now {per_round_now / mb:.2f} MB "
+          f"({per_round_before / per_round_now:.2f}x); all {len(steps)} steps: before {total_before / mb:.1f} MB, "
+          f"now {total_now / mb:.1f} MB ({total_before / total_now:.2f}x, target >= 4x)", flush=True)
+    return {"per_round_per_object_mb_before": round(per_round_before / mb, 3),
+            "per_round_per_object_mb_now": round(per_round_now / mb, 3),
+            "total_mb_before": round(total_before / mb, 2), "total_mb_now": round(total_now / mb, 2),
+            "total_ratio": round(total_before / total_now, 2), "steps": steps}
+
+
+def codec_on_davis(root: Path, sequence: str, rounds: int = 2) -> dict:
+    """The compression of real probability maps: a session (demo weights) on a DAVIS sequence, ``rounds`` rounds
+    of one click per object; after each, every frame's probabilities through the workspace's frame codec, checked
+    bit for bit, and the bytes against the raw float32 (what format 1 stored for a round's frames)."""
+    from atnet_jax import cli
+    from atnet_jax.demo import DEFAULT_CHECKPOINT
+    from atnet_jax.inference.session import Session
+    from atnet_jax.interaction.kinds import Scribble
+    from atnet_jax.io.davis import DavisFolder
+    from atnet_jax.models.predictor import ATNetPredictor
+    from atnet_jax.studio.history import decode_frame, encode_frame
+
+    davis = DavisFolder(root)
+    gt = davis.read_masks(sequence)
+    num_objects = int(gt.max())
+    variables, config = cli.load_checkpoint(DEFAULT_CHECKPOINT)
+    session = Session(davis.frames(sequence), ATNetPredictor(variables, config), num_objects)
+    print(f"== real probability maps: DAVIS {sequence} ({gt.shape[0]} x {gt.shape[1]}x{gt.shape[2]}, processed at "
+          f"{session.processing_shape[0]}x{session.processing_shape[1]}), demo weights", flush=True)
+    out: dict = {"sequence": sequence, "rounds": []}
+    try:
+        for r in range(rounds):
+            frame = [0, len(gt) - 1, len(gt) // 2][r % 3]
+            session.interact(Scribble(frame, clicks_inside(gt[frame], num_objects)))
+            raw = stored = 0
+            start = time.perf_counter()
+            for t in range(session.num_frames):
+                p = np.ascontiguousarray(session.probabilities[t], np.float32)
+                data = encode_frame(p)
+                if not np.array_equal(decode_frame(data, p.shape).view(np.uint32), p.view(np.uint32)):
+                    raise AssertionError(f"frame {t} did not come back bit for bit")
+                raw, stored = raw + p.nbytes, stored + len(data)
+            seconds = time.perf_counter() - start
+            print(f"   round {r + 1} on frame {frame}: per object {raw / num_objects / 1e6:.2f} MB raw float32 -> "
+                  f"{stored / num_objects / 1e6:.2f} MB ({raw / stored:.2f}x, exact; encode + check "
+                  f"{seconds:.1f} s)", flush=True)
+            out["rounds"].append({"raw_mb_per_object": round(raw / num_objects / 1e6, 3),
+                                  "stored_mb_per_object": round(stored / num_objects / 1e6, 3),
+                                  "ratio": round(raw / stored, 3)})
+    finally:
+        session.close()
+    return out
+
+
 def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, cancel_first: bool = False,
-          preview_count: int = 5, page: bool = False) -> dict:
+          preview_count: int = 5, page: bool = False, workspace: Path | None = None) -> dict:
     print(f"== {label}", flush=True)
     proc, url, startup = start_server(server_args)
     print(f"   server up in {startup:.1f} s (loading, compiling); RSS {rss_mb(proc.pid):.0f} MB", flush=True)
@@ -240,8 +338,18 @@ def bench(label: str, server_args: list[str], gt: np.ndarray, *, rounds: int, ca
                 print(f"   Run with the previewed strokes -> annotated mask served "
                       f"{taken['run_to_annotated_served_s']:.3f} s (server {taken['server_annotated_s']:.3f} s: "
                       "A-Net's result taken from the preview)", flush=True)
+            if workspace is not None:  # an object edit each way, and a round with the added object between
+                added = client.post("/api/objects", json={})
+                added.raise_for_status()
+                k = added.json()["id"]
+                frame = num_frames // 2
+                one_round(client, url, frame, [{"path": [[0.5, 0.5]], "object_id": k, "start_time": 0.0,
+                                                "end_time": 0.0}])
+                client.delete(f"/api/objects/{k}", headers={"content-type": "application/json"}).raise_for_status()
     finally:
         stop_server(proc)
+    if workspace is not None:
+        out["workspace"] = bytes_table(label.split(",")[0], step_bytes(workspace))
     first, last = out["rounds"][0], out["rounds"][-1]
     out["overhead_median_s"] = round(statistics.median(r["overhead_s"] for r in out["rounds"]), 3)
     out["rss_after_1_mb"], out["rss_after_last_mb"] = first["rss_mb"], last["rss_mb"]
@@ -266,6 +374,10 @@ def main() -> None:
     parser.add_argument("--previews", type=int, default=5, help="previews timed per setup (default 5; 0: none)")
     parser.add_argument("--page", action="store_true",
                         help="also time stroke -> preview drawn in headless Chromium (Playwright)")
+    parser.add_argument("--skip-480p", action="store_true", help="the demo video only (setups 2 and 3 left out)")
+    parser.add_argument("--davis", type=Path, help="also measure the compression of real probability maps on a "
+                        "DAVIS root (e.g. tests/data/davis_mini), sequence --davis-sequence")
+    parser.add_argument("--davis-sequence", default="car-shadow", help="the DAVIS sequence (default car-shadow)")
     args = parser.parse_args()
 
     from atnet_jax.demo import write_demo_video
@@ -273,20 +385,27 @@ def main() -> None:
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_studio_"))
     results = []
+    if args.davis is not None:
+        results.append(codec_on_davis(args.davis, args.davis_sequence))
     try:
         demo_ws = root / "demo"
         write_demo_video(demo_ws / "video")  # where the studio's demo expects it, so that its ground truth is known
         gt = DavisFolder(demo_ws / "video").read_masks("shapes")
         results.append(bench("demo video (12 x 240x432), demo weights", ["--workspace", str(demo_ws)], gt,
-                             rounds=args.rounds, preview_count=args.previews, page=args.page))
+                             rounds=args.rounds, preview_count=args.previews, page=args.page,
+                             workspace=demo_ws))
 
+        if args.skip_480p:
+            print(json.dumps(results, indent=1))
+            return
         video = root / "video480"
         write_demo_video(video, name="long", num_frames=50, height=480, width=854, seed=3)
         gt = DavisFolder(video).read_masks("long")
         common = ["--input", str(video), "--sequence", "long", "--objects", str(int(gt.max()))]
         results.append(bench("480p video (50 x 480x854), demo weights", [*common, "--workspace",
                                                                          str(root / "ws480_demo")], gt,
-                             rounds=args.rounds, preview_count=args.previews, page=args.page))
+                             rounds=args.rounds, preview_count=args.previews, page=args.page,
+                             workspace=root / "ws480_demo"))
         if not args.skip_full:
             from atnet_jax.io.weights import save_weights
             from atnet_jax.models import paper_model_config

@@ -140,7 +140,7 @@ def test_round_streams_annotated_frame_first_then_propagated(studio, demo):
 
     # Saved in the workspace: the step, the round's scribble file, the masks, with normal file modes.
     root = ws.root
-    assert (root / "steps" / "0001" / "probabilities.npy").is_file()
+    assert (root / "steps" / "0001" / "probabilities.bin").is_file()
     scribbles = json.loads((root / "scribbles" / "001.json").read_text())
     assert scribbles["scribbles"][demo["frame"]] == demo["strokes"] and len(scribbles["scribbles"]) == 12
     from atnet_jax.io.masks import read_mask

@@ -24,8 +24,9 @@ PATCH    /api/objects/{k}           ``{"name": ..., "colour": "#rrggbb"}``
 DELETE   /api/objects/{k}           remove object k (objects above it move down one id)
 GET      /api/scores                per-frame J&F against the video's ground truth and the mean after each step
                                     (``{"available": false}`` where the video has none)
-GET      /api/suggest               the frame the model is least sure of (mean binary entropy)
-POST     /api/export                write the workspace's export/ folder
+GET      /api/suggest               the frame the model is least sure of (mean binary entropy); 409 while a round
+                                    runs
+POST     /api/export                write the workspace's export/ folder; 409 before the first round
 POST     /api/export.zip            write it, and answer it as one zip (an attachment; entries ``export/...``)
 GET      /api/export/video          the last export's overlay video (H.264 MP4)
 GET      /api/events                server-sent events: round_start, frame, round_end, state, exported,
@@ -41,7 +42,9 @@ POST     /api/dataset/open          ``{"sequence": NAME}``: open it (its workspa
 =======  =========================  =====================================================================
 
 POST, PATCH and DELETE need ``Content-Type: application/json`` (a web page elsewhere cannot send it without
-the browser asking first), and a step sent while a round runs gets 409.
+the browser asking first), and a step sent while a round runs gets 409. Every integer field (``frame``, a
+stroke's or click's ``object_id``) must be a JSON integer: ``2``, not ``2.0``, ``"2"`` or ``true``. Bodies nest
+at most :data:`MAX_DEPTH` levels. Mask versions only grow, across restarts too.
 """
 from __future__ import annotations
 
@@ -70,6 +73,7 @@ from atnet_jax.studio.dataset import Dataset
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1 << 20
+MAX_DEPTH = 32  # nesting of lists and objects in a request (a round's strokes nest 5 deep)
 TOKEN_COOKIE = "atnet_studio_token_{port}"  # per port: cookies are shared by every port of a host
 KEEPALIVE_S = 15.0
 POLL_S = 0.5  # how often an idle event stream checks whether the server is stopping
@@ -104,9 +108,25 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
             raise UsageError("malformed JSON: the request body is empty")
         return None
     try:
-        return json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise UsageError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep") from None
     except (UnicodeDecodeError, ValueError) as err:
         raise UsageError(f"malformed JSON: {str(err).splitlines()[0]}") from None
+    if _too_deep(data):
+        raise UsageError(f"malformed JSON: nested more than {MAX_DEPTH} levels deep")
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests lists and objects more than :data:`MAX_DEPTH` levels (checked without recursion)."""
+    level = [data]
+    for _ in range(MAX_DEPTH + 1):
+        level = [v for x in level if isinstance(x, (list, dict))
+                 for v in (x.values() if isinstance(x, dict) else x)]
+        if not level:
+            return False
+    return True
 
 
 class Studio:
@@ -240,8 +260,8 @@ class Studio:
         return JSONResponse({"removed": k, "state": self.ws.summary()})
 
     async def suggest(self, request: Request) -> Response:
-        result = await asyncio.get_running_loop().run_in_executor(None, self.ws.suggest)
-        return JSONResponse(result)
+        # The exclusive hold makes it a 409 while a round runs (half-updated probabilities).
+        return JSONResponse(await self._step(self.ws.suggest, "finding the least certain frame"))
 
     def scores(self, request: Request) -> Response:  # sync: Starlette runs it off the event loop
         return JSONResponse(self.ws.scores(), headers=NO_STORE)

@@ -129,10 +129,19 @@ class Events:
                 self._listeners.remove(listener)
 
 
-def _integer(value: object, name: str) -> int:
+def json_integer(value: object, name: str) -> int:
+    """The one rule for every integer field of a request: a JSON integer (``2``; not ``2.0``, ``"2"`` or ``true``),
+    else a :class:`UsageError` naming the field."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be an integer, got {str(value)[:20]!r}")
+        raise UsageError(f"{name} must be an integer, got {json_repr(value)}")
     return value
+
+
+def json_repr(value: object, limit: int = 20) -> str:
+    """A short, one-line rendering of a request's value for a message."""
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return repr(value)[:limit]
 
 
 class Controller:
@@ -156,7 +165,12 @@ class Controller:
         self.live: LiveRound | None = None
         self.busy = threading.Lock()  # held while a step (round, undo, object edit, export) runs
         self.activity: str | None = None  # what holds ``busy``, in words ("adding object 3"), for every page
-        self.versions = [0] * self.num_frames  # bumped whenever a frame's mask image changes
+        # A frame's mask version: the clock's value when its image last changed. The clock never goes back, across
+        # restarts too (saved in the workspace, and at least the time in ms), so a page left open across a restart
+        # sees every later image as newer.
+        self._clock_lock = threading.Lock()
+        self.clock = 0
+        self.versions = [0] * self.num_frames
         self._live_labels: dict[int, np.ndarray] = {}
         # The preview: the session holds it as a round added and not propagated; the page's masks stay the saved
         # ones (the frame's labels from before it, in _preview_base) until a round takes it.
@@ -178,6 +192,7 @@ class Controller:
     def _load_or_create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         meta = read_meta(self.root)
+        self.versions = [self._tick()] * self.num_frames
         if meta is None:
             self.objects = [self._new_object() for _ in range(self.session.num_objects)]
             self._save_meta()
@@ -191,6 +206,8 @@ class Controller:
         self.redo_stack = meta.redo
         if not self.history.steps_exist(len(self.steps) + 1, len(self.redo_stack)):
             self.redo_stack = []  # a redo step's folder is gone: drop them all rather than redo half
+        self.clock = max(self.clock, meta.clock)
+        self.versions = [self._tick()] * self.num_frames
         self.history.remove_strays(len(self.steps) + len(self.redo_stack))
         if self.steps:
             self.session.restore(self.history.read_state(len(self.steps)))
@@ -199,7 +216,13 @@ class Controller:
 
     def _save_meta(self) -> None:
         self.history.save_meta(Meta(self.name, self.video, self._video_shape(), self.checkpoint, self.objects,
-                                    self.steps, self._next_uid, self.redo_stack))
+                                    self.steps, self._next_uid, self.redo_stack, self.clock))
+
+    def _tick(self) -> int:
+        """The next mask version: above every earlier one, and at least the time in milliseconds."""
+        with self._clock_lock:
+            self.clock = max(self.clock + 1, time.time_ns() // 1_000_000)
+            return self.clock
 
     def _new_object(self) -> dict:
         uid = self._next_uid
@@ -215,13 +238,17 @@ class Controller:
     def _write_masks(self, frames: Sequence[int]) -> None:
         self.history.write_masks(frames, lambda t: self.session.labels[t])
 
-    def _commit(self, step: Step, changed: Sequence[int], *, full: bool = False) -> None:
-        """Save the session's state as a new step (only the ``changed`` frames' probabilities unless ``full``),
-        the masks of ``changed`` frames, and the step list."""
+    def _commit(self, step: Step, changed: Sequence[int], *, objects: Sequence[int] | None = None) -> None:
+        """Save the session's state as a new step, the masks of ``changed`` frames, and the step list: a round's
+        ``changed`` frames' probabilities, or for an object edit, ``objects``: each object's index before it (-1:
+        new), which the history records instead of the probabilities."""
         index = len(self.steps) + 1
         self._drop_redo()
         state = self.session.snapshot(copy=False)  # read at once, on the model thread: nothing changes it meanwhile
-        self.history.write_state(index, state, len(self.objects), None if full else changed)
+        if objects is None:
+            self.history.write_state(index, state, len(self.objects), changed)
+        else:
+            self.history.write_state(index, state, len(self.objects), [], objects=objects)
         if step.kind == "round":
             assert step.frame is not None and step.strokes is not None
             self.history.write_round_file(self._num_rounds() + 1, step.frame, step.strokes, self.name)
@@ -302,12 +329,13 @@ class Controller:
         return data.tobytes()
 
     def check_frame(self, t: object) -> int:
-        t = _integer(t, "frame")
+        t = json_integer(t, "frame")
         if not 0 <= t < self.num_frames:
             raise NotFoundError(f"frame {t} is outside the video (0..{self.num_frames - 1})")
         return t
 
-    def check_object(self, object_id: int) -> int:
+    def check_object(self, object_id: object) -> int:
+        object_id = json_integer(object_id, "object")
         if not 1 <= object_id <= len(self.objects):
             raise NotFoundError(f"object {object_id} does not exist (objects 1..{len(self.objects)})")
         return object_id
@@ -315,6 +343,8 @@ class Controller:
     def suggest(self) -> dict:
         """The frame the model is least sure of: the largest mean binary entropy of the object probabilities
         (annotated frames left out). No ground truth is needed."""
+        if self.live is not None:
+            raise ConflictError("a round is running: suggest once it ends")
         annotated = self.session.annotated
         if not annotated:
             raise ConflictError("nothing to suggest before the first round")
@@ -345,6 +375,9 @@ class Controller:
             raise UsageError("'strokes' must be a non-empty list of strokes")
         if len(strokes) > MAX_STROKES:
             raise UsageError(f"too many strokes: {len(strokes)} (at most {MAX_STROKES} per round)")
+        for i, stroke in enumerate(strokes):
+            if isinstance(stroke, dict) and "object_id" in stroke:
+                json_integer(stroke["object_id"], f"stroke {i}: object_id")
         points = sum(len(s["path"]) for s in strokes if isinstance(s, dict) and isinstance(s.get("path"), list))
         if points > MAX_POINTS:
             raise UsageError(f"too many points: {points} (at most {MAX_POINTS} per round)")
@@ -366,7 +399,7 @@ class Controller:
         for i, click in enumerate(clicks):
             if not isinstance(click, dict) or set(click) != {"x", "y", "object_id"}:
                 raise UsageError(f"click {i}: expected an object with exactly 'x', 'y' and 'object_id'")
-            object_id = _integer(click["object_id"], f"click {i}: object_id")
+            object_id = json_integer(click["object_id"], f"click {i}: object_id")
             if not 0 <= object_id <= len(self.objects):
                 raise UsageError(f"click {i}: object_id {object_id} does not exist (objects 1..{len(self.objects)}, "
                                  "0 = background)")
@@ -384,7 +417,7 @@ class Controller:
             raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {str(direction)[:20]!r}")
         until = body.get("until")
         if until is not None:
-            until = _integer(until, "until")
+            until = json_integer(until, "until")
             if not 0 <= until < self.num_frames:
                 raise UsageError(f"until: frame {until} is outside the video (0..{self.num_frames - 1})")
         return direction, until
@@ -418,7 +451,7 @@ class Controller:
         def on_frame(update: FrameUpdate) -> None:
             t = update.frame
             self._live_labels[t] = update.labels
-            self.versions[t] += 1
+            self.versions[t] = self._tick()
             live.done += 1
             live.updated.append(t)
             elapsed = time.perf_counter() - live.started
@@ -460,8 +493,7 @@ class Controller:
             message = f"round failed: {type(err).__name__}: {err}".splitlines()[0]
         finally:
             if status != "done":
-                for t in live.updated:
-                    self.versions[t] += 1
+                self._bump(live.updated)
             self._live_labels.clear()
             self.live = None
             self.activity = None
@@ -583,8 +615,9 @@ class Controller:
         return len(self.objects) + 1
 
     def _bump(self, frames: Sequence[int] | range) -> None:
+        version = self._tick()
         for t in frames:
-            self.versions[t] += 1
+            self.versions[t] = version
 
     def undo(self) -> Step:
         """Go back one step (a round or an object edit), to the state saved before it. The step's folder stays
@@ -644,7 +677,7 @@ class Controller:
         new_id = self.session.add_object()
         self.objects.append(self._new_object())
         self._commit(Step("add_object", before, object=new_id, objects=[o["uid"] for o in self.objects]), [],
-                     full=True)
+                     objects=[*range(len(before)), -1])
         self.events.publish("state", reason="add_object")
         return new_id
 
@@ -657,7 +690,8 @@ class Controller:
         self.session.remove_object(object_id)
         removed = self.objects.pop(object_id - 1)
         self._commit(Step("remove_object", before, object=object_id, removed=[removed],
-                          objects=[o["uid"] for o in self.objects]), range(self.num_frames), full=True)
+                          objects=[o["uid"] for o in self.objects]), range(self.num_frames),
+                     objects=[k for k in range(len(before)) if k != object_id - 1])
         self._bump(range(self.num_frames))
         self.events.publish("state", reason="remove_object")
 
@@ -675,9 +709,9 @@ class Controller:
         if "colour" in body:
             update["colour"] = parse_colour(body["colour"])
         self.objects[object_id - 1] = {**self.objects[object_id - 1], **update}
-        self._save_meta()
         if "colour" in update:
             self._bump(range(self.num_frames))
+        self._save_meta()
         self.events.publish("state", reason="update_object")
         return self.objects[object_id - 1]
 
@@ -711,6 +745,8 @@ class Controller:
         from atnet_jax.io.export import write_export
 
         self.drop_preview()
+        if not self._num_rounds():
+            raise ConflictError("nothing to export yet: run a round first")
         files = self._round_files()
         exact, why = self.replay_exact()
         replay = {"exact": exact, "why": why, "command": self.replay_command(files), "run_in": str(self.root)}
