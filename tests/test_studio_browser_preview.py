@@ -43,10 +43,10 @@ def test_preview_as_you_draw_and_the_propagation_range(tmp_path):
             page.on("pageerror", lambda err: errors.append(str(err)))
             page.goto(url)
             page.get_by_test_id("status").filter(has_text="ready").wait_for()
-            box = page.get_by_test_id("frame-canvas").bounding_box()
 
             def stroke(t: int, k: int) -> None:
                 page.get_by_test_id(f"object-{k}").locator(".key").click()
+                box = page.get_by_test_id("frame-canvas").bounding_box()  # the layout may change between rounds
                 points = [(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height)
                           for x, y in _stroke_inside(gt[t] == k)]
                 page.mouse.move(*points[0])
@@ -132,8 +132,9 @@ def test_preview_as_you_draw_and_the_propagation_range(tmp_path):
 
             # Esc drops a preview: the session is back as it was, nothing saved changed.
             page.get_by_test_id("timeline-cell-9").click()
+            before = int(page.evaluate("document.body.dataset.previewVersion || 0"))
             stroke(9, 1)
-            preview_after(int(page.evaluate("document.body.dataset.previewVersion || 0")))
+            preview_after(before)
             page.keyboard.press("Escape")
             page.wait_for_function("document.body.dataset.previewVersion === undefined")
             deadline = time.monotonic() + 10

@@ -75,10 +75,12 @@ def test_export_zip_refusals_and_a_failing_encoder(studio, demo, monkeypatch, tm
 
     client, ws = studio
     assert client.post("/api/export.zip", content=b"{}").status_code == 415
+    assert client.post("/api/export.zip", json={}).status_code == 409  # nothing to export before a round
+    run_round(client, demo["frame"], demo["strokes"])
     ws.busy.acquire()
     try:
         response = client.post("/api/export.zip", json={})
-        assert response.status_code == 409 and "round is running" in response.json()["error"]
+        assert response.status_code == 409 and "busy" in response.json()["error"]
     finally:
         ws.busy.release()
     failing = tmp_path / "ffmpeg"

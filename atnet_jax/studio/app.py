@@ -38,6 +38,7 @@ always; the routes above answer for the open sequence (409 while none is), and:
 
 =======  =========================  =====================================================================
 GET      /api/dataset               the sequences with their state (rounds, exported) and the open one
+                                    (``{"dataset": false}`` when the studio serves one video)
 POST     /api/dataset/open          ``{"sequence": NAME}``: open it (its workspace ``<root>/NAME/``)
 =======  =========================  =====================================================================
 
@@ -176,7 +177,9 @@ class Studio:
         return self.dataset
 
     def dataset_listing(self, request: Request) -> Response:  # sync: it reads every workspace's record
-        return JSONResponse(self._dataset().listing(), headers=NO_STORE)
+        if self.dataset is None:  # a page asks whether to link back to a list: not an error
+            return JSONResponse({"dataset": False}, headers=NO_STORE)
+        return JSONResponse({"dataset": True, **self.dataset.listing()}, headers=NO_STORE)
 
     async def dataset_open(self, request: Request) -> Response:
         dataset = self._dataset()

@@ -35,6 +35,10 @@ export function createPreview({ state, api, draw, setStatus, $ }) {
   async function request() {
     p.timer = null;
     if (!state.server || state.running) return;
+    if (state.busy || state.acting) {  // another step holds the workspace: ask once it is done
+      p.timer = setTimeout(request, PREVIEW_DEBOUNCE_MS);
+      return;
+    }
     const frame = state.t;
     const strokes = strokesOf(frame);
     if (!strokes.length) { await drop(); return; }

@@ -25,6 +25,7 @@ const state = {
   status: "",
   error: false,
   busy: null,            // what holds the workspace on the server ("adding object 3"), from any page
+  acting: false,         // this page is sending a step (its answer not yet back)
   disconnected: false,   // the event stream is lost (the page says so until it is back)
   brush: 3,              // stroke width and eraser radius on screen, in CSS pixels
   overlay: "both",       // how masks are drawn: both, fill, outline
@@ -352,6 +353,7 @@ function renderControls() {
 function renderStatus() {
   const el = $("status");
   el.textContent = state.status;
+  el.title = state.status;
   el.classList.toggle("error", state.error);
 }
 
@@ -395,11 +397,14 @@ function setTool(tool) {
 }
 
 async function guarded(action, busyText) {
+  state.acting = true;  // a preview waits for this page's own step
   try {
     if (busyText) setStatus(busyText);
     await action();
   } catch (err) {
     setStatus(err.message, true);
+  } finally {
+    state.acting = false;
   }
 }
 

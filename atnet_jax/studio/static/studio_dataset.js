@@ -63,7 +63,8 @@ async function renderList() {
 async function showBackLink() {
   const link = $("dataset-back");
   const response = await fetch("/api/dataset").catch(() => null);
-  if (response && response.ok) link.hidden = false;
+  const data = response && response.ok ? await response.json().catch(() => null) : null;
+  if (data && data.dataset) link.hidden = false;
 }
 
 if ($("sequences")) renderList();
