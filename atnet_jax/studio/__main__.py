@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
                              "video's own size (default: the workspace's, else 480; 'full': the video's size)")
+    cli.add_precision_argument(parser)
     parser.add_argument("--workspace", type=Path, metavar="DIR",
                         help=f"folder for rounds, masks and exports (default: {DEFAULT_WORKSPACE}/<sequence>); "
                              "an existing workspace is resumed")
@@ -161,7 +162,7 @@ def open_workspace(args: argparse.Namespace):
         num_objects = DavisFolder(source).num_objects(name) if (source / "Annotations").is_dir() else DEMO_OBJECTS
     else:
         num_objects = 1
-    predictor = cli.load_predictor(checkpoint)
+    predictor = cli.load_predictor(checkpoint, precision=args.precision)
     print(f"{name}: {len(frames)} frames of {first.shape[1]}x{first.shape[0]}, {num_objects} object(s); "
           f"weights {checkpoint}")
     if demo_weights:
