@@ -51,6 +51,25 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float, float]:
     return compile_s, statistics.median(times), gflop
 
 
+def conv_peak(height: int, width: int, repeats: int) -> dict:
+    """GFLOP/s of the networks' most common convolution, a 3x3 256 -> 256 conv (the decoders' refine modules and
+    head) at 1/4 of the padded frame: the peak the networks' efficiencies are read against."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, height // 4, width // 4, 256)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 256, 256)) / 48, jnp.float32)
+
+    def conv(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    _, seconds, gflop = _timed(conv, x, kernel, repeats=max(repeats, 5))
+    return {"conv_peak_s": seconds, "conv_peak_gflop": gflop}
+
+
 def worker(height: int, width: int, repeats: int, unsplit: bool = True) -> dict:
     import jax
     import jax.numpy as jnp
@@ -68,7 +87,7 @@ def worker(height: int, width: int, repeats: int, unsplit: bool = True) -> dict:
     image = jnp.asarray(rng.standard_normal((1, h, w, 3)), jnp.float32)
     interaction = jnp.asarray(rng.random((1, h, w, 3)), jnp.float32)
     anet, tnet = AnnotationNet(cfg), TransferNet(cfg)
-    result = {"frame": f"{height}x{width}", "padded": f"{h}x{w}"}
+    result = {"frame": f"{height}x{width}", "padded": f"{h}x{w}", **conv_peak(h, w, repeats)}
 
     def record(name: str, timed: tuple[float, float, float]) -> None:
         result[f"{name}_compile_s"], result[f"{name}_s"], result[f"{name}_gflop"] = timed
@@ -110,12 +129,17 @@ def _rate(r: dict, name: str) -> str:
     if f"{name}_s" not in r:
         return "-"
     seconds, gflop = r[f"{name}_s"], r[f"{name}_gflop"]
-    return f"{seconds:.3f} s ({gflop:.0f} GF, {gflop / seconds:.0f} GF/s)"
+    rate = gflop / seconds
+    if name == "conv_peak" or "conv_peak_s" not in r:
+        return f"{seconds:.3f} s ({gflop:.0f} GF, {rate:.0f} GF/s)"
+    peak = r["conv_peak_gflop"] / r["conv_peak_s"]
+    return f"{seconds:.3f} s ({gflop:.0f} GF, {rate:.0f} GF/s, {100 * rate / peak:.0f}%)"
 
 
 def _print_table(rows: list[dict], cpu: str) -> None:
     lines = [
         ("frame (padded)", lambda r: f"{r['frame']} ({r['padded']})"),
+        ("3x3 conv 256->256 at 1/4 (the peak)", lambda r: _rate(r, "conv_peak")),
         ("A-Net compile [s]", lambda r: f"{r['anet_compile_s']:.1f}"),
         ("A-Net forward, 1 object", lambda r: _rate(r, "anet")),
         ("T-Net encoder + conv1x1 target half (once per frame)", lambda r: _rate(r, "tnet_encode")),
@@ -129,10 +153,10 @@ def _print_table(rows: list[dict], cpu: str) -> None:
         ("peak RSS [MB]", lambda r: f"{r['peak_rss_mb']:.0f}"),
     ]
     width = max(len(name) for name, _ in lines)
-    print(f"\nFull-size networks (float32, jit, median of repeats; GF = GFLOP per call from XLA's cost analysis) "
-          f"on {cpu}")
+    print(f"\nFull-size networks (float32, jit, median of repeats; GF = GFLOP per call from XLA's cost analysis; "
+          f"% = efficiency, GFLOP/s against the 3x3 conv's) on {cpu}")
     for name, fmt in lines:
-        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>32}" for r in rows))
+        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>38}" for r in rows))
 
 
 def cpu_model() -> str:
