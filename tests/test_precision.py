@@ -3,7 +3,7 @@ softmax and probabilities.
 
 Its accuracy cost against the golden vectors of tests/data/reference (the released code in float32, 256x448,
 full-size networks), as probabilities (sigmoid of the logits) through the predictor a session runs: measured on an
-x86-64 CPU, A-Net max 0.0022 (mean 0.0004), T-Net max 0.025 (mean 0.0012), T-Net fed by bf16 A-Net and encoder
+x86-64 CPU, A-Net max 0.0019 (mean 0.0004), T-Net max 0.026 (mean 0.0012), T-Net fed by bf16 A-Net and encoder
 outputs. The documented tolerances below leave about 2x of margin.
 """
 from __future__ import annotations
