@@ -162,7 +162,7 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="the networks' compute precision: bf16 runs convolutions and matmuls in bfloat16 "
                              "(batch norm, softmax and probabilities stay float32), faster on GPUs and TPUs, "
-                             "probabilities within about 0.1 of float32's; slow on CPUs (default: float32)")
+                             "probabilities within about 0.03 of float32's; slow on CPUs (default: float32)")
 
 
 def load_predictor(path: Path, flag: str = "--checkpoint", precision: str = "float32") -> Any:
