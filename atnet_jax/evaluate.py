@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels (default: "
                              f"{DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
+    cli.add_precision_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output: skip its finished samples (refused if the settings "
@@ -104,7 +105,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
                               resume=args.resume, overwrite=args.overwrite)
     except protocol.OutputConflict as err:
         raise cli.UsageError(str(err)) from None
-    predictor = cli.load_predictor(checkpoint)
+    predictor = cli.load_predictor(checkpoint, precision=args.precision)
     print(f"weights: {checkpoint}" + (" (the demo weights, trained on synthetic videos only)"
                                       if args.checkpoint is None else ""))
     total = sum(s.num_samples for s in sources)
@@ -132,8 +133,11 @@ def open_session(predictor: Any, size: int | None, sequence: Any) -> Any:
 def run_settings(args: argparse.Namespace, checkpoint: Path, names: list[str]) -> dict[str, Any]:
     """What a run depends on besides the protocol: ``--resume`` and ``--merge`` require the same. The weights
     count by their contents (shards may read copies on different hosts); the paths are recorded only."""
-    return {"weights_sha256": folder_fingerprint(checkpoint), "sequences": names, "size": args.size,
-            "paths": {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve())}}
+    settings = {"weights_sha256": folder_fingerprint(checkpoint), "sequences": names, "size": args.size,
+                "paths": {"checkpoint": str(checkpoint.resolve()), "input": str(args.input.resolve())}}
+    if args.precision != "float32":  # runs in float32 keep the settings recorded before the option existed
+        settings["precision"] = args.precision
+    return settings
 
 
 def discover_sequences(davis: Any, subset: str | None, sequences: str | None) -> list[Any]:

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_processing_size, default=DEFAULT_PROCESSING_SIZE, metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
                              f"video's own size (default: {DEFAULT_PROCESSING_SIZE}; 'full': the video's size)")
+    cli.add_precision_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the sequence's results already in the output folder, as a whole (masks "
                              "and overlays of the earlier run all go)")
@@ -180,7 +181,7 @@ def infer(args: argparse.Namespace) -> None:
 
     frames = open_frames(args.input, args.sequence)
     rounds, num_objects = read_rounds(args, len(frames))
-    predictor = cli.load_predictor(checkpoint)
+    predictor = cli.load_predictor(checkpoint, precision=args.precision)
     if args.checkpoint is None:
         print(f"weights: {checkpoint} (the demo weights, trained on synthetic videos only; pass --checkpoint "
               "for real videos)")
@@ -296,7 +297,7 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
     num_objects = davis.num_objects(name)
     print(f"generated a synthetic video ({final(data)}, DAVIS layout): {len(frames)} frames of {frames.shape[1]}x"
           f"{frames.shape[0]}, {num_objects} objects, ground-truth masks and a first scribble")
-    predictor = cli.load_predictor(checkpoint)
+    predictor = cli.load_predictor(checkpoint, precision=args.precision)
     print(f"weights: {checkpoint}")
 
     session = Session(frames, predictor, num_objects, size=args.size, progress=True)
@@ -342,6 +343,8 @@ def _run_demo(args: argparse.Namespace, staged: Path, output: Path, checkpoint: 
               "--scribbles", str(final(scribble_path)), str(final(round2_path)), "--output", "results"]
     if args.checkpoint is not None:
         replay[3:3] = ["--checkpoint", str(args.checkpoint)]
+    if args.precision != "float32":
+        replay[3:3] = ["--precision", args.precision]
     return replay
 
 

@@ -3,6 +3,7 @@ peak memory.
 
     python experiments/bench_model.py                      # 480x854 and 240x427 frames, then the local kernel
     python experiments/bench_model.py --sizes 240x427 --repeats 3 --skip-kernels
+    python experiments/bench_model.py --sizes 480x854 --skip-kernels --precision bf16   # on a GPU or TPU
 
 Each frame size runs in its own process so its peak RSS is its own. Weights are random (NumPy-filled);
 timings do not depend on their values. Beside each time: the call's floating-point operations as XLA's own
@@ -16,6 +17,7 @@ computed once per annotated frame and object per round); the unsplit ``decode`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import resource
@@ -51,24 +53,46 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float, float]:
     return compile_s, statistics.median(times), gflop
 
 
-def worker(height: int, width: int, repeats: int, unsplit: bool = True) -> dict:
+def conv_peak(height: int, width: int, repeats: int) -> dict:
+    """GFLOP/s of the networks' most common convolution, a 3x3 256 -> 256 conv (the decoders' refine modules and
+    head) at 1/4 of the padded frame: the peak the networks' efficiencies are read against (measured at the start
+    and the end of a worker, the faster kept)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, height // 4, width // 4, 256)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 256, 256)) / 48, jnp.float32)
+
+    def conv(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    _, seconds, gflop = _timed(conv, x, kernel, repeats=max(repeats, 5))
+    return {"conv_peak_s": seconds, "conv_peak_gflop": gflop}
+
+
+def worker(height: int, width: int, repeats: int, unsplit: bool = True, precision: str = "float32") -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from atnet_jax.models import AnnotationNet, TransferNet, paper_model_config
     from atnet_jax.models.build import random_variables
+    from atnet_jax.models.predictor import PRECISIONS
     from atnet_jax.models.preprocess import pad_info_for
 
     (top, bottom), (left, right) = pad_info_for(height, width)
     h, w = height + top + bottom, width + left + right
     cfg = paper_model_config()
     variables = random_variables(cfg)
+    cfg = dataclasses.replace(cfg, dtype=PRECISIONS[precision])
     rng = np.random.default_rng(0)
     image = jnp.asarray(rng.standard_normal((1, h, w, 3)), jnp.float32)
     interaction = jnp.asarray(rng.random((1, h, w, 3)), jnp.float32)
     anet, tnet = AnnotationNet(cfg), TransferNet(cfg)
-    result = {"frame": f"{height}x{width}", "padded": f"{h}x{w}"}
+    result = {"frame": f"{height}x{width}", "padded": f"{h}x{w}", **conv_peak(h, w, repeats)}
 
     def record(name: str, timed: tuple[float, float, float]) -> None:
         result[f"{name}_compile_s"], result[f"{name}_s"], result[f"{name}_gflop"] = timed
@@ -101,6 +125,11 @@ def worker(height: int, width: int, repeats: int, unsplit: bool = True) -> dict:
                 variables["tnet"], feats, feats["r5"][None], indicators, feats["r2"], prev_prob, repeats=repeats))
     result["tnet_step_s"] = result["tnet_encode_s"] + result["tnet_decode_1obj_s"]
     result["tnet_step_gflop"] = result["tnet_encode_gflop"] + result["tnet_decode_1obj_gflop"]
+    # The peak measured again at the end: the faster of the two counts (a load that came and went between them
+    # would otherwise lower or raise every efficiency).
+    again = conv_peak(h, w, repeats)
+    if again["conv_peak_s"] < result["conv_peak_s"]:
+        result.update(again)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -110,12 +139,17 @@ def _rate(r: dict, name: str) -> str:
     if f"{name}_s" not in r:
         return "-"
     seconds, gflop = r[f"{name}_s"], r[f"{name}_gflop"]
-    return f"{seconds:.3f} s ({gflop:.0f} GF, {gflop / seconds:.0f} GF/s)"
+    rate = gflop / seconds
+    if name == "conv_peak" or "conv_peak_s" not in r:
+        return f"{seconds:.3f} s ({gflop:.0f} GF, {rate:.0f} GF/s)"
+    peak = r["conv_peak_gflop"] / r["conv_peak_s"]
+    return f"{seconds:.3f} s ({gflop:.0f} GF, {rate:.0f} GF/s, {100 * rate / peak:.0f}%)"
 
 
-def _print_table(rows: list[dict], cpu: str) -> None:
+def _print_table(rows: list[dict], cpu: str, precision: str) -> None:
     lines = [
         ("frame (padded)", lambda r: f"{r['frame']} ({r['padded']})"),
+        ("3x3 conv 256->256 at 1/4 (the peak)", lambda r: _rate(r, "conv_peak")),
         ("A-Net compile [s]", lambda r: f"{r['anet_compile_s']:.1f}"),
         ("A-Net forward, 1 object", lambda r: _rate(r, "anet")),
         ("T-Net encoder + conv1x1 target half (once per frame)", lambda r: _rate(r, "tnet_encode")),
@@ -129,10 +163,10 @@ def _print_table(rows: list[dict], cpu: str) -> None:
         ("peak RSS [MB]", lambda r: f"{r['peak_rss_mb']:.0f}"),
     ]
     width = max(len(name) for name, _ in lines)
-    print(f"\nFull-size networks (float32, jit, median of repeats; GF = GFLOP per call from XLA's cost analysis) "
-          f"on {cpu}")
+    print(f"\nFull-size networks ({precision}, jit, median of repeats; GF = GFLOP per call from XLA's cost analysis; "
+          f"% = efficiency, GFLOP/s against the 3x3 conv's) on {cpu}")
     for name, fmt in lines:
-        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>32}" for r in rows))
+        print(f"  {name:<{width}}  " + "  ".join(f"{fmt(r):>38}" for r in rows))
 
 
 def cpu_model() -> str:
@@ -157,11 +191,14 @@ def main() -> None:
     parser.add_argument("--skip-kernels", action="store_true", help="skip the local-transfer kernel comparison")
     parser.add_argument("--skip-unsplit", action="store_true",
                         help="skip T-Net's decode with the unsplit conv1x1 (the comparison)")
+    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                        help="the networks' compute precision (bf16: bfloat16 convolutions and matmuls; the peak "
+                             "conv stays float32)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         height, width = map(int, args.worker.split("x"))
-        print(json.dumps(worker(height, width, args.repeats, not args.skip_unsplit)))
+        print(json.dumps(worker(height, width, args.repeats, not args.skip_unsplit, args.precision)))
         return
 
     import jax
@@ -172,12 +209,12 @@ def main() -> None:
     for size in args.sizes.split(","):
         print(f"measuring {size} ...", flush=True)
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", size, "--repeats", str(args.repeats)]
+            [sys.executable, __file__, "--worker", size, "--repeats", str(args.repeats), "--precision", args.precision]
             + (["--skip-unsplit"] if args.skip_unsplit else []),
             check=True, capture_output=True, text=True,
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    _print_table(rows, cpu)
+    _print_table(rows, cpu, args.precision)
     if not args.skip_kernels:
         sys.path.insert(0, str(Path(__file__).parent))
         import bench_local_transfer as local

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Checks for a machine with an NVIDIA GPU (not run by CI; each step has a time limit, 8 minutes in all):
+# Checks for a machine with an NVIDIA GPU (not run by CI; each step has a time limit, 10 minutes in all):
 #   1. installs the CUDA 12 build of the installed JAX version (skipped where JAX already sees a GPU),
-#   2. runs the golden tests (the networks against the reference's vectors) on the GPU,
-#   3. benchmarks the full-size networks (experiments/bench_model.py) and sessions (bench_session.py) at 480p,
+#   2. runs the golden tests (the networks against the reference's vectors, float32 and bf16) on the GPU,
+#   3. benchmarks the full-size networks (experiments/bench_model.py) in float32 and bf16 and sessions
+#      (bench_session.py) at 480p,
 #   4. times 8 robot rounds of an 80-frame 480p video with the full-size networks (2 objects).
 # Logs go to LOG_DIR (default: $OUT where set, else device_check_logs/).
 #
@@ -40,8 +41,10 @@ has_gpu || { echo "JAX sees no GPU after installing jax[cuda12]" >&2; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log_dir/gpu.csv"
 "$python" -c 'import jax; print("jax", jax.__version__, jax.devices())' | tee -a "$log_dir/gpu.csv"
 
-step golden 90 "$python" -m pytest -q -p no:cacheprovider tests/test_golden.py
+step golden 90 "$python" -m pytest -q -p no:cacheprovider tests/test_golden.py tests/test_precision.py
 step bench_model 120 "$python" experiments/bench_model.py --sizes 480x854 --repeats 5 --skip-kernels --skip-unsplit
+step bench_model_bf16 120 "$python" experiments/bench_model.py --sizes 480x854 --repeats 5 --skip-kernels \
+  --skip-unsplit --precision bf16
 step bench_session 90 "$python" experiments/bench_session.py --frames 50 --height 480 --width 854 --objects 1,2
 step robot_rounds 60 "$python" experiments/bench_session.py --robot-rounds 8 --frames 80 --height 480 \
   --width 854 --objects 2

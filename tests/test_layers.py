@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from atnet_jax.models.layers import Conv, resize_bilinear, scaled_size, torch_padding
+from atnet_jax.models.layers import Conv, TapConv, resize_bilinear, scaled_size, torch_padding
 from atnet_jax.models.preprocess import crop_padding, normalize_frames, pad_info_for, reflect_pad
 
 
@@ -115,3 +115,34 @@ def test_torch_padding_default_keeps_size():
     assert torch_padding(3, dilation=8) == ((8, 8), (8, 8))
     assert torch_padding(7, padding=3) == ((3, 3), (3, 3))
     assert isinstance(Conv(4), nn.Conv)
+
+
+def numpy_conv(x: np.ndarray, kernel: np.ndarray, dilation: int) -> np.ndarray:
+    """Loop reference of a stride-1 conv with padding ``dilation * (k - 1) // 2``, float64, zero outside."""
+    b, h, w, _ = x.shape
+    k = kernel.shape[0]
+    p = dilation * (k - 1) // 2
+    padded = np.pad(x.astype(np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
+    out = np.zeros((b, h, w, kernel.shape[-1]))
+    for i in range(k):
+        for j in range(k):
+            out += padded[:, i * dilation: i * dilation + h, j * dilation: j * dilation + w] @ kernel[i, j]
+    return out
+
+
+@pytest.mark.parametrize("dilation, kernel_size, use_bias", [(1, 3, True), (3, 3, False), (7, 3, False),
+                                                               (18, 3, False), (2, 5, True)])
+def test_tap_conv_equals_the_convolution(dilation, kernel_size, use_bias):
+    """Dilations below, near and beyond the map's size (7x9): the taps' GEMM and shifted sum give the conv."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 9, 5))
+    conv = Conv(4, kernel_size, dilation=dilation, use_bias=use_bias)
+    variables = conv.init(jax.random.key(1), x)
+    if use_bias:
+        variables = jax.tree.map(lambda v: v + 0.5 if v.ndim == 1 else v, variables)
+    tap = TapConv(4, kernel_size, dilation, use_bias=use_bias)
+    assert jax.tree.map(jnp.shape, tap.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, variables)
+    expected = numpy_conv(np.asarray(x), np.asarray(variables["params"]["kernel"]), dilation)
+    if use_bias:
+        expected += np.asarray(variables["params"]["bias"])
+    np.testing.assert_allclose(np.asarray(tap.apply(variables, x)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(conv.apply(variables, x)), expected, atol=1e-5)

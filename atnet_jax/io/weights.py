@@ -137,10 +137,11 @@ def load_weights(
     return {n: restored[n] for n in networks}, config
 
 
-def load_predictor(directory: str | Path) -> ATNetPredictor:
-    """The networks of a weights folder, ready for a session (:class:`~atnet_jax.models.predictor.ATNetPredictor`)."""
+def load_predictor(directory: str | Path, precision: str = "float32") -> ATNetPredictor:
+    """The networks of a weights folder, ready for a session (:class:`~atnet_jax.models.predictor.ATNetPredictor`);
+    ``precision``: ``"float32"`` or ``"bf16"`` (bfloat16 compute, for GPUs and TPUs)."""
     variables, config = load_weights(directory)
-    return ATNetPredictor(variables, config)
+    return ATNetPredictor(variables, config, precision)
 
 
 def folder_fingerprint(folder: Path) -> str:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from atnet_jax.models.config import ModelConfig
-from atnet_jax.models.layers import Conv, batch_norm, resize_bilinear, scaled_size
+from atnet_jax.models.layers import Conv, TapConv, batch_norm, resize_bilinear, scaled_size
 
 
 def _upsample(x: jax.Array, scale: float) -> jax.Array:
@@ -25,8 +25,13 @@ class _ASPPBranch(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        y = Conv(self.width, self.kernel_size, dilation=self.dilation, use_bias=False, dtype=self.dtype,
-                 name="atrous_conv")(x)
+        if self.dilation > 1:  # XLA:CPU: 2-2.5x faster at dilations 12 and 18 on a 32x54 map, no slower at 6
+            conv = TapConv(self.width, self.kernel_size, self.dilation, use_bias=False, dtype=self.dtype,
+                           name="atrous_conv")
+        else:
+            conv = Conv(self.width, self.kernel_size, dilation=self.dilation, use_bias=False, dtype=self.dtype,
+                        name="atrous_conv")
+        y = conv(x)
         return nn.relu(batch_norm("bn", train)(y))
 
 

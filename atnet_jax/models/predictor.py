@@ -27,6 +27,9 @@ from atnet_jax.models.annotation_net import AnnotationNet
 from atnet_jax.models.config import ModelConfig
 from atnet_jax.models.transfer_net import TransferNet
 
+PRECISIONS = {"float32": "float32", "bf16": "bfloat16"}
+"""``precision`` names -> the networks' compute dtype (:attr:`ModelConfig.dtype`)."""
+
 
 class Predictor(abc.ABC):
     """What a session needs of a network. ``warmed`` holds the shape keys compiled so far (see
@@ -106,11 +109,17 @@ class ATNetPredictor(Predictor):
         ``atnet_jax.io.weights.load_predictor`` for a weights folder).
       config: the networks' :class:`ModelConfig`.
 
+      precision: ``"float32"`` (default) or ``"bf16"``: bfloat16 convolutions and matmuls (parameters and
+        activations cast), for GPUs and TPUs; batch norm, softmax and the probabilities stay float32.
+
     Predictors of one config share their compiled calls, so a second session on the same shapes compiles nothing.
     """
 
-    def __init__(self, variables: dict[str, Any], config: ModelConfig) -> None:
-        self.config = config
+    def __init__(self, variables: dict[str, Any], config: ModelConfig, precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        config = dataclasses.replace(config, dtype=PRECISIONS[precision])
+        self.config, self.precision = config, precision
         self._variables = jax.device_put(variables)
         self._compiled = _compiled(config)
         self.warmed = self._compiled.warmed

@@ -92,7 +92,7 @@ def local_correlation(target: jax.Array, prev: jax.Array, *, max_displacement: i
     upper = jnp.concatenate([p[:, :-1, :-1], p[:, :-1, 1:, :, : 2 * r]], axis=4)
     lower = jnp.concatenate([p[:, 1:, :-1, : 2 * r], p[:, 1:, 1:, : 2 * r, : 2 * r]], axis=4)
     p = jnp.concatenate([upper, lower], axis=3).reshape(t.shape[0], -1, c)
-    products = jnp.einsum("gpc,gqc->gpq", t, p)
+    products = jnp.einsum("gpc,gqc->gpq", t, p, preferred_element_type=jnp.promote_types(t.dtype, jnp.float32))
     products = products.reshape(-1, by, bx, by + 2 * r, bx + 2 * r).transpose(0, 1, 3, 2, 4)
     products = _band(products, n)  # [g, by, by + 2r, bx, n (dx)]
     products = _band(products.transpose(0, 3, 4, 1, 2), n)  # [g, bx, n (dx), by, n (dy)]
@@ -186,19 +186,23 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
     b, ci = indicator.shape[1], indicator.shape[-1]
     if frame_mask is not None and frame_mask.shape != (n,):
         raise ValueError(f"frame_mask must be [N] = ({n},), got frame_mask.shape={frame_mask.shape}")
+    # The products run in the inputs' dtype (bfloat16 in reduced precision) and accumulate in float32 at least;
+    # the softmax and the sum over frames are float32 at least.
     dtype = jnp.promote_types(jnp.result_type(annotated, target, indicator), jnp.float32)
+    features = jnp.result_type(annotated, target)
     a = annotated.reshape(n, bf, h * w, c)
-    t = target.reshape(bf, h * w, c)
-    ind = indicator.reshape(n, b, h * w, ci).astype(dtype)
+    t = target.reshape(bf, h * w, c).astype(features)
+    ind = indicator.reshape(n, b, h * w, ci)
     axis = -1 if softmax_axis == "target" else -2
 
     def frame_transfer(a_i: jax.Array, ind_i: jax.Array) -> jax.Array:
         """sum_p attn_i[p, q] * ind_i[p] for one annotated frame -> [B, hw, Ci]."""
-        attn = jax.nn.softmax(jnp.einsum("bpc,bqc->bpq", a_i, t).astype(dtype), axis=axis)
+        sim = jnp.einsum("bpc,bqc->bpq", a_i.astype(features), t, preferred_element_type=dtype)
+        attn = jax.nn.softmax(sim, axis=axis).astype(ind_i.dtype)
         # Frame features of batch 1 serve every object: one affinity, B weighted sums.
         if bf == 1:
-            return jnp.einsum("pq,bpk->bqk", attn[0], ind_i)
-        return jnp.einsum("bpq,bpk->bqk", attn, ind_i)
+            return jnp.einsum("pq,bpk->bqk", attn[0], ind_i, preferred_element_type=dtype)
+        return jnp.einsum("bpq,bpk->bqk", attn, ind_i, preferred_element_type=dtype)
 
     if frame_mask is None:
         out = sum(frame_transfer(a[i], ind[i]) for i in range(n)) / n

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", metavar="N",
                         help="run the networks on frames whose shorter side is at most N pixels; masks come at the "
                              "video's own size (default: the workspace's, else 480; 'full': the video's size)")
+    cli.add_precision_argument(parser)
     parser.add_argument("--workspace", type=Path, metavar="DIR",
                         help=f"folder for rounds, masks and exports (default: {DEFAULT_WORKSPACE}/<sequence>); "
                              "an existing workspace is resumed. Over a DAVIS root without --sequence: the folder "
@@ -112,9 +113,9 @@ def is_dataset(args: argparse.Namespace) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def _predictor(checkpoint: Path):
+def _predictor(checkpoint: Path, precision: str):
     """The networks of ``checkpoint``, loaded once however many sequences are opened with them."""
-    return cli.load_predictor(checkpoint)
+    return cli.load_predictor(checkpoint, precision=precision)
 
 
 def open_dataset(args: argparse.Namespace):
@@ -194,7 +195,7 @@ def open_workspace(args: argparse.Namespace):
         num_objects = DavisFolder(source).num_objects(name) if (source / "Annotations").is_dir() else DEMO_OBJECTS
     else:
         num_objects = 1
-    predictor = _predictor(checkpoint)
+    predictor = _predictor(checkpoint, args.precision)
     print(f"{name}: {len(frames)} frames of {first.shape[1]}x{first.shape[0]}, {num_objects} object(s); "
           f"weights {checkpoint}")
     if demo_weights:
