@@ -100,16 +100,14 @@ def _compiled(config: ModelConfig) -> _Compiled:
         traces["fuse"] += 1
         return tnet.apply(variables, indicator, method=TransferNet.fuse_global)
 
-    def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
-        traces["step"] += 1
-        logits, _ = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
-                               method=TransferNet.decode_split)
-        return jax.nn.sigmoid(logits)
-
     def decode(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
         logits, _ = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
                                method=TransferNet.decode_split)
         return jax.nn.sigmoid(logits)
+
+    def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
+        traces["step"] += 1
+        return decode(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
 
     def step_chains(variables, targets, annotated_r5, fused, frame_mask, prev_r2s, prev_probs):
         # vmap over the chains: each keeps its target at batch 1 for its K objects (one affinity per frame), and
