@@ -8,6 +8,14 @@ Round 1 annotates the middle frame and propagates through the whole video (every
 round 2 annotates a frame a quarter in and propagates only up to the round-1 frame, reusing the cached
 encoder features. Each object count runs in its own process so that peak RSS is its own. Random weights.
 
+``--mid-video``: a round annotated in the middle of the video (60 frames processed at 240 by default), whose
+backward and forward chains run one after the other (the released order) and as one batch per step, side by
+side in one process (alternating, on the same frames, weights and interaction); prints seconds (wall and the
+process's CPU time: other load on the machine inflates the first), the ratio, the masks equal between the two
+and the CPU. ``--later`` adds a second round on the same frame (encoder features cached).
+
+    python experiments/bench_session.py --mid-video --frames 60 --height 480 --width 854 --size 240
+
 ``--robot-rounds N``: instead, N rounds on a generated video with ground truth (:mod:`atnet_jax.data.synthetic`),
 the first from its generated scribble, each later one from the DAVIS robot's scribble on the worst frame, as
 the interactive benchmark plays them; prints each round's model time (after compiling).
@@ -16,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -69,6 +79,67 @@ def worker(frames: int, height: int, width: int, objects: int) -> dict:
     }
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def mid_video_worker(frames: int, height: int, width: int, size: int, objects: int, reps: int, later: bool) -> dict:
+    import time
+
+    import numpy as np
+
+    from atnet_jax.inference.session import Session
+    from atnet_jax.models import paper_model_config
+    from atnet_jax.models.build import random_variables
+    from atnet_jax.models.predictor import ATNetPredictor
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    config = paper_model_config()
+    variables = random_variables(config)
+
+    def maps(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        r = np.random.default_rng(seed)
+        pos = np.zeros((objects, height, width), np.float32)
+        for k in range(objects):
+            y, x = r.integers(height // 4, 3 * height // 4), r.integers(width // 4, 3 * width // 4)
+            pos[k, y - 3 : y + 3, x - 30 : x + 30] = 1.0
+        return pos, np.zeros_like(pos)
+
+    start = time.perf_counter()
+    Session(video[:3], ATNetPredictor(variables, config), num_objects=objects, size=size).warmup()
+    compile_s = time.perf_counter() - start
+    middle = frames // 2
+    rounds = ["first", "later"] if later else ["first"]
+    seconds: dict[str, dict[str, list[tuple[float, float]]]] = {
+        r: {"sequential": [], "batched": []} for r in rounds}
+    labels: dict[str, dict[str, np.ndarray]] = {r: {} for r in rounds}
+    for _ in range(reps):
+        for schedule in ("sequential", "batched"):  # alternating, so that load on the machine hits both alike
+            session = Session(video, ATNetPredictor(variables, config), num_objects=objects, size=size)
+            session._batch_chains = schedule == "batched"
+            session.warmup()
+            for i, name in enumerate(rounds):
+                wall, cpu = time.perf_counter(), time.process_time()
+                session.interact_maps(middle, *maps(i))
+                seconds[name][schedule].append((time.perf_counter() - wall, time.process_time() - cpu))
+                labels[name][schedule] = np.asarray(session.labels)
+            session.close()
+    out = {"objects": objects, "compile_s": compile_s, "rounds": {}}
+    for name in rounds:
+        seq, bat = (min(seconds[name][s], key=lambda x: x[0]) for s in ("sequential", "batched"))
+        equal = float(np.mean(labels[name]["sequential"] == labels[name]["batched"]))
+        out["rounds"][name] = {"sequential_s": seq[0], "batched_s": bat[0], "sequential_cpu_s": seq[1],
+                               "batched_cpu_s": bat[1], "equal_pct": 100 * equal}
+    return out
+
+
 def robot_worker(frames: int, height: int, width: int, objects: int, rounds: int) -> dict:
     import time
 
@@ -112,8 +183,16 @@ def main() -> None:
     parser.add_argument("--robot-rounds", type=int, default=0,
                         help="play this many robot rounds on a generated video instead (one process, the first "
                              "object count)")
+    parser.add_argument("--mid-video", action="store_true",
+                        help="a round annotated mid-video, sequential chains against batched chains")
+    parser.add_argument("--size", type=int, default=240, help="processing size (--mid-video)")
+    parser.add_argument("--reps", type=int, default=1, help="repetitions of each schedule (--mid-video)")
+    parser.add_argument("--later", action="store_true", help="also a later round on the frame (--mid-video)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.mid_video:
+        mid_video(args)
+        return
     if args.robot_rounds:
         objects = int(args.objects.split(",")[0])
         r = robot_worker(args.frames, args.height, args.width, objects, args.robot_rounds)
@@ -145,6 +224,31 @@ def main() -> None:
         print(f"  round 1 with {rows[1]['objects']} objects / {rows[0]['objects']} object: "
               f"{rows[1]['round1_s'] / rows[0]['round1_s']:.2f}x; later round per frame: "
               f"{rows[1]['round2_s_per_frame'] / rows[0]['round2_s_per_frame']:.2f}x")
+
+
+def mid_video(args: argparse.Namespace) -> None:
+    if args.worker:
+        print(json.dumps(mid_video_worker(args.frames, args.height, args.width, args.size, args.worker, args.reps,
+                                          args.later)))
+        return
+    rows = []
+    for objects in map(int, args.objects.split(",")):
+        print(f"measuring {objects} object(s) ...", flush=True)
+        command = [sys.executable, __file__, "--mid-video", "--frames", str(args.frames), "--height",
+                   str(args.height), "--width", str(args.width), "--size", str(args.size), "--reps",
+                   str(args.reps), "--worker", str(objects), *(["--later"] if args.later else [])]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"\na round annotated on frame {args.frames // 2} of {args.frames} ({args.height}x{args.width} processed "
+          f"at {args.size}), full-size networks (random weights), float32, {cpu_name()}")
+    print(f"  {'objects':>7}  {'round':>5}  {'sequential [s]':>14}  {'batched [s]':>11}  {'ratio':>5}  "
+          f"{'CPU s seq / batched':>19}  {'ratio':>5}  {'masks equal':>11}")
+    for r in rows:
+        for name, x in r["rounds"].items():
+            print(f"  {r['objects']:>7}  {name:>5}  {x['sequential_s']:>14.1f}  {x['batched_s']:>11.1f}  "
+                  f"{x['batched_s'] / x['sequential_s']:>5.2f}  "
+                  f"{x['sequential_cpu_s']:>9.1f} / {x['batched_cpu_s']:<7.1f}  "
+                  f"{x['batched_cpu_s'] / x['sequential_cpu_s']:>5.2f}  {x['equal_pct']:>10.3f}%")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ A round (the released code's semantics, see DESIGN "Interactive inference"):
 1. :meth:`Session.add` places an interaction (scribbles, clicks) on frame ``a_r``: A-Net segments it for all
    objects at once (objects are the batch) and the frame's result comes back at once. Its converter gives each
    object's features ``F_o`` for the global transfer. Adding more on the same frame before propagating refines it.
-2. :meth:`Session.propagate` is a generator of frame updates: T-Net propagates backward, then forward, from
+2. :meth:`Session.propagate` is a generator of frame updates: T-Net propagates backward and forward from
    ``a_r`` and stops before the nearest previously annotated frame on each side (:class:`RoundPlan`). The previous
-   map of the first step is A-Net's output, then T-Net's own (unblended) output. The global transfer averages over
+   map of the first step is A-Net's output, then T-Net's own (unblended) output. The two directions are
+   independent chains, stepped together (one batch per step; once one ends the other goes on alone), so the
+   updates alternate: ``a_r - 1, a_r + 1, a_r - 2, a_r + 2, ...`` (the released code runs one direction, then
+   the other; the results are the same up to float rounding). The global transfer averages over
    every annotated frame so far. Stopping between yields (closing the generator, or :meth:`Session.cancel`) puts
    the session back exactly as it was before the round.
 3. Each new probability is blended with the previous round's (eq. 6): ``p = alpha * p_new + (1 - alpha) * p_old``
@@ -157,6 +160,7 @@ class Session:
         self._indicators: list[Any] = []
         self._fused_indicators: list[Any] = []
         self._round: PendingRound | None = None
+        self._batch_chains = True  # False: one direction after the other (the released order), for comparison
         self.last_round_seconds = 0.0
         self.labels = ReadOnlyFrames(lambda: self._labels)
         self.probabilities = ReadOnlyFrames(lambda: self._probabilities)
@@ -225,6 +229,9 @@ class Session:
         fused_indicators = jnp.stack([jnp.asarray(fused)] + [jnp.zeros_like(jnp.asarray(fused))] * (m - 1))
         frame_mask = jnp.arange(m) < 1
         out = self.predictor.step(feats, annotated_r5, fused_indicators, frame_mask, feats["r2"], prob)
+        if self.num_frames > 2:  # a round inside the video steps its backward and forward chains together
+            self.predictor.step_chains([feats, feats], annotated_r5, fused_indicators, frame_mask,
+                                       [feats["r2"]] * 2, [prob, out])
         result = self._crop_device(out)
         _to_host_async(result)
         np.asarray(result)
@@ -303,8 +310,9 @@ class Session:
         return self._update(frame, "annotated", 1, pending.plan.total)
 
     def propagate(self, direction: Direction = "both", until: int | None = None) -> Propagation:
-        """Propagate the round added last -> a generator of the round's other frames, in order (backward, then
-        forward), each :class:`FrameUpdate` after its result is stored.
+        """Propagate the round added last -> a generator of the round's other frames, each :class:`FrameUpdate`
+        after its result is stored. Both directions step together, so the frames come nearest first, alternating:
+        per step the backward chain's frame, then the forward one's, and the longer chain's rest alone.
 
         ``direction``: "both" (the paper's round), "forward" or "backward" only; ``until``: the last frame to
         update on its side of the annotated frame (:meth:`RoundPlan.limited`). The frames left out keep their
@@ -342,9 +350,12 @@ class Session:
                 bar = tqdm(total=plan.total - 1, unit="frame", leave=False,
                            desc=f"round {len(self._annotated)}: propagating from frame {frame}")
             done = 1
-            for direction in (plan.backward, plan.forward):
-                # Each direction starts from A-Net's map, then follows T-Net's own unblended output.
-                for t, alpha, result in self._chain(pending.prob, target, direction, global_inputs):
+            chains = [d for d in (plan.backward, plan.forward) if d]
+            # Both directions step together (one batch per step); the sequential order is kept for comparison.
+            groups = [chains] if self._batch_chains else [[d] for d in chains]
+            for group in groups:
+                # Each chain starts from A-Net's map, then follows T-Net's own unblended output.
+                for t, alpha, result in self._chains(pending.prob, target, group, global_inputs):
                     done += 1
                     update = self._finish(pending, t, alpha, result, done, bar)
                     # The clock stops while the caller holds an update: only the model's time counts.
@@ -364,27 +375,39 @@ class Session:
         self._round = None
         self.last_round_seconds = pending.seconds
 
-    def _chain(self, start_prob: Any, target: dict[str, Any], direction: Sequence[tuple[int, float]],
-               global_inputs: tuple[Any, Any, Any]) -> Iterator[tuple[int, float, Any]]:
-        """T-Net's chain over ``direction`` (frames with their eq.-(6) weights) from ``start_prob`` -> each frame's
-        ``(t, alpha, result)``, handed out once the next frame's step is dispatched: frame t's result is fetched
-        while the device computes frame t + 1."""
+    def _chains(self, start_prob: Any, target: dict[str, Any], directions: Sequence[Sequence[tuple[int, float]]],
+                global_inputs: tuple[Any, Any, Any]) -> Iterator[tuple[int, float, Any]]:
+        """T-Net's chains over ``directions`` (each a list of frames with their eq.-(6) weights), all from
+        ``start_prob``, stepped together: one network call per step for every chain still running (a chain that
+        ends leaves the others to go on alone) -> each frame's ``(t, alpha, result)``, a step's frames in the
+        order of ``directions``, handed out once the next step is dispatched: step i's results are fetched while
+        the device computes step i + 1."""
         annotated_r5, fused_indicators, frame_mask = global_inputs
-        prev_prob, prev_r2 = start_prob, target["r2"]
-        order = [t for t, _ in direction]
-        waiting: tuple[int, float, Any] | None = None
-        for i, (t, alpha) in enumerate(direction):
-            feats = self.features.get(t, order[i + 1 : i + self.encoder_batch])
-            self._reader.read_ahead(order[i + self.encoder_batch : i + 2 * self.encoder_batch], self.features.has)
-            prev_prob = self.predictor.step(feats, annotated_r5, fused_indicators, frame_mask, prev_r2, prev_prob)
-            prev_r2 = feats["r2"]
-            result = self._crop_device(prev_prob)
-            _to_host_async(result)
-            if waiting is not None:
-                yield waiting
-            waiting = (t, alpha, result)
-        if waiting is not None:
-            yield waiting
+        orders = [[t for t, _ in d] for d in directions]
+        probs = [start_prob] * len(directions)
+        r2s = [target["r2"]] * len(directions)
+        b = self.encoder_batch
+        waiting: list[tuple[int, float, Any]] = []
+        for i in range(max((len(d) for d in directions), default=0)):
+            live = [c for c, d in enumerate(directions) if i < len(d)]
+            feats = [self.features.get(orders[c][i], orders[c][i + 1 : i + b]) for c in live]
+            for c in live:
+                self._reader.read_ahead(orders[c][i + b : i + 2 * b], self.features.has)
+            if len(live) == 1:
+                c = live[0]
+                out = [self.predictor.step(feats[0], annotated_r5, fused_indicators, frame_mask, r2s[c], probs[c])]
+            else:
+                out = self.predictor.step_chains(feats, annotated_r5, fused_indicators, frame_mask,
+                                                 [r2s[c] for c in live], [probs[c] for c in live])
+            results = []
+            for c, f, prob in zip(live, feats, out, strict=True):
+                probs[c], r2s[c] = prob, f["r2"]
+                result = self._crop_device(prob)
+                _to_host_async(result)
+                results.append((*directions[c][i], result))
+            yield from waiting
+            waiting = results
+        yield from waiting
 
     def _finish(self, pending: PendingRound, t: int, alpha: float, result: Any, done: int, bar: Any) -> FrameUpdate:
         self._store(t, np.asarray(result), alpha, pending.undo)

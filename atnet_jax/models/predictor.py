@@ -11,6 +11,8 @@ Shapes (``hp, wp``: the padded processing size; K objects; B frames; N annotated
   fuse(indicator) -> fused indicator (what ``step`` reads per annotated frame)
   step(target, annotated_r5 [N, 1, ...], fused [N, K, ...], frame_mask [N], prev_r2, prev_prob [K, hp, wp, 1])
       -> probabilities [K, hp, wp, 1]
+  step_chains(targets, annotated_r5, fused, frame_mask, prev_r2s, prev_probs): ``step`` for D chains at once
+      (D targets, previous r2 and previous probabilities, one each; the annotated frames shared) -> D outputs
 Outputs may be JAX or NumPy arrays: the session copies what it keeps to the host.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -54,6 +56,14 @@ class Predictor(abc.ABC):
              prev_prob: Any) -> Any:
         """One propagation step: the target frame's probabilities ``[K, hp, wp, 1]`` from the previous frame's."""
 
+    def step_chains(self, targets: Sequence[dict[str, Any]], annotated_r5: Any, fused: Any, frame_mask: Any,
+                    prev_r2s: Sequence[Any], prev_probs: Sequence[Any]) -> list[Any]:
+        """:meth:`step` for D independent chains (e.g. a round's backward and forward chains) that share the
+        annotated frames -> D probabilities ``[K, hp, wp, 1]``. This default runs them one after the other; a
+        network can run them as one batch."""
+        return [self.step(target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
+                for target, prev_r2, prev_prob in zip(targets, prev_r2s, prev_probs, strict=True)]
+
     @property
     def trace_counts(self) -> dict[str, int]:
         return {}
@@ -67,6 +77,7 @@ class _Compiled:
     encode: Callable[..., Any]
     fuse: Callable[..., Any]
     step: Callable[..., Any]
+    step_chains: Callable[..., Any]
     traces: dict[str, int]
     warmed: set[tuple[int, ...]] = dataclasses.field(default_factory=set)
 
@@ -74,7 +85,7 @@ class _Compiled:
 @functools.lru_cache(maxsize=4)
 def _compiled(config: ModelConfig) -> _Compiled:
     anet, tnet = AnnotationNet(config), TransferNet(config)
-    traces = {"anet": 0, "encode": 0, "fuse": 0, "step": 0}
+    traces = {"anet": 0, "encode": 0, "fuse": 0, "step": 0, "step_chains": 0}
 
     def annotate(variables, images, interaction):
         traces["anet"] += 1
@@ -92,13 +103,25 @@ def _compiled(config: ModelConfig) -> _Compiled:
         traces["fuse"] += 1
         return tnet.apply(variables, indicator, method=TransferNet.fuse_global)
 
-    def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
-        traces["step"] += 1
+    def decode(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
         logits, _ = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
                                method=TransferNet.decode_split)
         return jax.nn.sigmoid(logits)
 
-    return _Compiled(jax.jit(annotate), jax.jit(encode), jax.jit(fuse), jax.jit(step), traces)
+    def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
+        traces["step"] += 1
+        return decode(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
+
+    def step_chains(variables, targets, annotated_r5, fused, frame_mask, prev_r2s, prev_probs):
+        # vmap over the chains: each keeps its target at batch 1 for its K objects (one affinity per frame), and
+        # the annotated frames are shared; one call, so the chains' convolutions run as one batch.
+        traces["step_chains"] += 1
+        stack = functools.partial(jax.tree_util.tree_map, lambda *xs: jax.numpy.stack(xs))
+        out = jax.vmap(decode, in_axes=(None, 0, None, None, None, 0, 0))(
+            variables, stack(*targets), annotated_r5, fused, frame_mask, stack(*prev_r2s), stack(*prev_probs))
+        return list(out)
+
+    return _Compiled(jax.jit(annotate), jax.jit(encode), jax.jit(fuse), jax.jit(step), jax.jit(step_chains), traces)
 
 
 class ATNetPredictor(Predictor):
@@ -137,6 +160,12 @@ class ATNetPredictor(Predictor):
              prev_prob: Any) -> Any:
         return self._compiled.step(self._variables["tnet"], target, annotated_r5, fused, frame_mask, prev_r2,
                                    prev_prob)
+
+    def step_chains(self, targets: Sequence[dict[str, Any]], annotated_r5: Any, fused: Any, frame_mask: Any,
+                    prev_r2s: Sequence[Any], prev_probs: Sequence[Any]) -> list[Any]:
+        """:meth:`step` for D chains in one jitted call (one compile per D)."""
+        return self._compiled.step_chains(self._variables["tnet"], list(targets), annotated_r5, fused, frame_mask,
+                                          list(prev_r2s), list(prev_probs))
 
     @property
     def trace_counts(self) -> dict[str, int]:
