@@ -220,7 +220,7 @@ def test_a_round_limited_to_one_direction_or_up_to_a_frame(session):
     # Both ways, stopped at frame 1 before frame 3 of a fresh session: backward 2, 1; forward to the end.
     session.restore(_empty(session))
     session.add(Scribble(3, strokes))
-    assert [u.frame for u in session.propagate(until=1)] == [2, 1, 4, 5, 6, 7]
+    assert [u.frame for u in session.propagate(until=1)] == [2, 4, 1, 5, 6, 7]  # the two chains alternate
     assert not session.probabilities[0].any()
 
 
