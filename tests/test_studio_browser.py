@@ -141,6 +141,24 @@ def test_studio_in_browser(tmp_path):
             page.keyboard.press("ArrowRight")
             assert page.get_by_test_id("frame-label").inner_text() == f"frame 6 / {num_frames - 1}"
             page.keyboard.press("Home")
+            # The ground truth's J&F under the timeline and in the history, a preview of a new stroke on frame
+            # 3 (A-Net alone, not yet run) and a zoom about it: what the README's screenshot shows.
+            page.get_by_test_id("scores").wait_for()
+            assert "J&F" in page.get_by_test_id("scores-mean").inner_text()
+            page.get_by_test_id("timeline-cell-3").click()
+            page.get_by_test_id("object-1").locator(".key").click()
+            box = page.get_by_test_id("frame-canvas").bounding_box()
+            points = [(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height)
+                      for x, y in _stroke_inside(gt[3] == 1)]
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for point in points[1:]:
+                page.mouse.move(*point, steps=2)
+            page.mouse.up()
+            page.wait_for_function("document.body.dataset.previewFrame === '3'", timeout=60_000)
+            page.mouse.move(*points[len(points) // 2])
+            page.mouse.wheel(0, -200)  # two notches in, about the stroke
+            page.wait_for_function("window.studio.view.zoom > 1.5")
             page.wait_for_timeout(300)  # the last mask image to arrive
             shot = tmp_path / "studio.png"
             page.screenshot(path=str(shot))
@@ -152,6 +170,9 @@ def test_studio_in_browser(tmp_path):
                     image.convert("RGB").quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(
                         os.environ["ATNET_STUDIO_SCREENSHOT"], optimize=True)
 
+            page.keyboard.press("0")  # zoom reset
+            page.keyboard.press("Escape")  # the preview dropped
+            page.wait_for_function("document.body.dataset.previewVersion === undefined")
             page.get_by_test_id("undo").click()
             page.get_by_test_id("status").filter(has_text="undone: round on frame 0").wait_for()
             assert np.array_equal(_served_labels(client, num_frames), before)
