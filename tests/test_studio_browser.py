@@ -38,13 +38,14 @@ def _require_browser():
     return sync_playwright
 
 
-def _start_studio(workspace: Path) -> tuple[subprocess.Popen, str]:
+def start_studio(*args: str, port: int = 0) -> tuple[subprocess.Popen, str]:
+    """``python -m atnet_jax.studio ARGS --port PORT --no-browser`` -> the process and the URL it printed."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     cache = os.environ.get("ATNET_JAX_TEST_CACHE", str(Path.home() / ".cache" / "atnet_jax_xla"))
     env.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.studio", "--workspace", str(workspace), "--port", "0",
-                             "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.studio", *args, "--port", str(port), "--no-browser"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -57,6 +58,20 @@ def _start_studio(workspace: Path) -> tuple[subprocess.Popen, str]:
             return proc, match.group(1)
     proc.kill()
     raise AssertionError("the studio did not start:\n" + "".join(lines))
+
+
+def stop_studio(proc: subprocess.Popen) -> int:
+    """Ctrl-C to the studio -> its exit code (130)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def _start_studio(workspace: Path) -> tuple[subprocess.Popen, str]:
+    return start_studio("--workspace", str(workspace))
 
 
 def _served_labels(client, num_frames: int) -> np.ndarray:
@@ -181,11 +196,6 @@ def test_studio_in_browser(tmp_path):
             context.close()
         client.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        code = stop_studio(proc)
     assert code == 130
     print(f"end-to-end studio test: {time.perf_counter() - start:.1f} s")

@@ -7,16 +7,18 @@ missing browser fails instead of skipping."""
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
-from test_studio_browser import CHROMIUM, FLAGS, _require_browser, _served_labels, _stroke_inside
+from test_studio_browser import (
+    CHROMIUM,
+    FLAGS,
+    _require_browser,
+    _served_labels,
+    _stroke_inside,
+    start_studio,
+    stop_studio,
+)
 
 PLAY_CHECK = """async () => {
   const video = document.getElementById("export-video");
@@ -41,37 +43,6 @@ PLAY_CHECK = """async () => {
 }"""
 
 
-def _start_studio(*args: str) -> tuple[subprocess.Popen, str]:
-    """``python -m atnet_jax.studio ARGS --port 0 --no-browser`` -> the process and the URL it printed."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get("ATNET_JAX_TEST_CACHE",
-                                                               str(Path.home() / ".cache" / "atnet_jax_xla")))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.studio", *args, "--port", "0", "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"the studio is at (http://\S+)", line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    raise AssertionError("the studio did not start:\n" + "".join(lines))
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 def _scribble_each_object(page, gt0: np.ndarray, num_objects: int) -> None:
     height, width = gt0.shape
     page.get_by_test_id("tool-pos-scribble").click()
@@ -94,7 +65,7 @@ def test_scores_download_and_video_in_browser(tmp_path):
     from atnet_jax.io.davis import DavisFolder
 
     workspace = tmp_path / "ws"
-    proc, url = _start_studio("--workspace", str(workspace))
+    proc, url = start_studio("--workspace", str(workspace))
     try:
         gt = DavisFolder(workspace / "video").read_masks("shapes")
         num_frames, num_objects = gt.shape[0], int(gt.max())
@@ -163,7 +134,7 @@ def test_scores_download_and_video_in_browser(tmp_path):
             context.close()
         client.close()
     finally:
-        _stop(proc)
+        stop_studio(proc)
 
 
 def test_dataset_start_page_in_browser(tmp_path):
@@ -182,7 +153,7 @@ def test_dataset_start_page_in_browser(tmp_path):
         shutil.copytree(data_path("davis_mini", "Annotations", "480p", name), davis / "Annotations" / "480p" / name)
     gt0 = DavisFolder(davis).read_masks("bear")[0]
     root = tmp_path / "workspaces"
-    proc, url = _start_studio("--input", str(davis), "--workspace", str(root), "--size", "240")
+    proc, url = start_studio("--input", str(davis), "--workspace", str(root), "--size", "240")
     try:
         client = httpx.Client(base_url=url, timeout=60)
         listing = client.get("/api/dataset").json()
@@ -248,4 +219,4 @@ def test_dataset_start_page_in_browser(tmp_path):
             context.close()
         client.close()
     finally:
-        _stop(proc)
+        stop_studio(proc)

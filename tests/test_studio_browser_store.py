@@ -6,54 +6,17 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from test_studio_browser import CHROMIUM, FLAGS, _require_browser, _stroke_inside
+from test_studio_browser import CHROMIUM, FLAGS, _require_browser, _stroke_inside, start_studio, stop_studio
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _start(workspace: Path, port: int) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                   os.environ.get("ATNET_JAX_TEST_CACHE", str(Path.home() / ".cache" / "atnet_jax_xla")))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.studio", "--workspace", str(workspace), "--port",
-                             str(port), "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    lines = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"the studio is at (http://\S+)", line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    raise AssertionError("the studio did not start:\n" + "".join(lines))
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
 
 
 def _canvas(page) -> np.ndarray:
@@ -90,7 +53,7 @@ def test_a_tab_open_across_a_restart_shows_the_current_masks(tmp_path):
     from atnet_jax.io.davis import DavisFolder
 
     workspace, port = tmp_path / "ws", _free_port()
-    proc, url = _start(workspace, port)
+    proc, url = start_studio("--workspace", str(workspace), port=port)
     try:
         gt = DavisFolder(workspace / "video").read_masks("shapes")
         _, height, width = gt.shape
@@ -126,8 +89,8 @@ def test_a_tab_open_across_a_restart_shows_the_current_masks(tmp_path):
             assert _difference(masked, plain) > 1.0, "frame 5 shows no mask after the round"
 
             # The server restarts on the same port and workspace; the tab stays open.
-            assert _stop(proc) == 130
-            proc, url = _start(workspace, port)
+            assert stop_studio(proc) == 130
+            proc, url = start_studio("--workspace", str(workspace), port=port)
             with httpx.Client(base_url=url, timeout=60) as client:
                 assert client.get("/api/state").json()["rounds"] == 1
                 response = client.post("/api/undo", json={})  # another client undoes the round
@@ -139,4 +102,4 @@ def test_a_tab_open_across_a_restart_shows_the_current_masks(tmp_path):
             assert errors == []
             context.close()
     finally:
-        assert _stop(proc) == 130
+        assert stop_studio(proc) == 130
