@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_studio_browser import CHROMIUM, FLAGS, _require_browser
+from test_studio_browser import _require_browser
 
 require_browser = _require_browser
 
@@ -91,13 +91,6 @@ class StudioServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-def launch_browser(playwright, profile: Path, **options):
-    """A persistent Chromium context (a fresh profile) as the studio's browser tests use."""
-    return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-        viewport={"width": 1280, "height": 760}, **options)
 
 
 def watch_errors(page) -> list[str]:

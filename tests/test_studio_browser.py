@@ -38,6 +38,13 @@ def _require_browser():
     return sync_playwright
 
 
+def launch_browser(playwright, profile: Path, *, viewport: dict | None = None, **options):
+    """A persistent Chromium context on a fresh ``profile``, as the studio's browser tests use."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+        viewport=viewport or {"width": 1280, "height": 760}, **options)
+
+
 def start_studio(*args: str, port: int = 0) -> tuple[subprocess.Popen, str]:
     """``python -m atnet_jax.studio ARGS --port PORT --no-browser`` -> the process and the URL it printed."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
@@ -117,9 +124,7 @@ def test_studio_in_browser(tmp_path):
         assert not before.any()
 
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 760})
+            context = launch_browser(p, tmp_path / "profile")
             page = context.pages[0] if context.pages else context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))

@@ -11,11 +11,10 @@ import zipfile
 
 import numpy as np
 from test_studio_browser import (
-    CHROMIUM,
-    FLAGS,
     _require_browser,
     _served_labels,
     _stroke_inside,
+    launch_browser,
     start_studio,
     stop_studio,
 )
@@ -71,9 +70,8 @@ def test_scores_download_and_video_in_browser(tmp_path):
         num_frames, num_objects = gt.shape[0], int(gt.max())
         client = httpx.Client(base_url=url, timeout=60)
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            context = launch_browser(p, tmp_path / "profile", viewport={"width": 1280, "height": 800},
+                                     accept_downloads=True)
             page = context.pages[0] if context.pages else context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))
@@ -164,9 +162,7 @@ def test_dataset_start_page_in_browser(tmp_path):
         assert bad.status_code == 404 and "no sequence '../bear'" in bad.json()["error"]
         assert client.post("/api/dataset/open", json={"name": "bear"}).status_code == 400
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 760})
+            context = launch_browser(p, tmp_path / "profile")
             page = context.pages[0] if context.pages else context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))

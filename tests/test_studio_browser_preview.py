@@ -10,7 +10,13 @@ import subprocess
 import time
 
 import numpy as np
-from test_studio_browser import CHROMIUM, FLAGS, _require_browser, _served_labels, _start_studio, _stroke_inside
+from test_studio_browser import (
+    _require_browser,
+    _served_labels,
+    _start_studio,
+    _stroke_inside,
+    launch_browser,
+)
 
 
 def _png(data: bytes) -> np.ndarray:
@@ -35,9 +41,7 @@ def test_preview_as_you_draw_and_the_propagation_range(tmp_path):
         client = httpx.Client(base_url=url, timeout=30)
 
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 760})
+            context = launch_browser(p, tmp_path / "profile")
             page = context.pages[0] if context.pages else context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))

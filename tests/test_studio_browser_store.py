@@ -10,7 +10,13 @@ import socket
 import time
 
 import numpy as np
-from test_studio_browser import CHROMIUM, FLAGS, _require_browser, _stroke_inside, start_studio, stop_studio
+from test_studio_browser import (
+    _require_browser,
+    _stroke_inside,
+    launch_browser,
+    start_studio,
+    stop_studio,
+)
 
 
 def _free_port() -> int:
@@ -58,9 +64,7 @@ def test_a_tab_open_across_a_restart_shows_the_current_masks(tmp_path):
         gt = DavisFolder(workspace / "video").read_masks("shapes")
         _, height, width = gt.shape
         with sync_playwright() as p:
-            context = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 760})
+            context = launch_browser(p, tmp_path / "profile")
             page = context.pages[0] if context.pages else context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda err: errors.append(str(err)))

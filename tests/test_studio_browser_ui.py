@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from studio_browser_util import StudioServer, launch_browser, require_browser, watch_errors
-from test_studio_browser import _stroke_inside
+from studio_browser_util import StudioServer, require_browser, watch_errors
+from test_studio_browser import _stroke_inside, launch_browser
 
 TOKEN = "test-token-0123456789"
 ADD_DELAY_S = 2.0
