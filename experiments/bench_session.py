@@ -36,11 +36,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def worker(frames: int, height: int, width: int, objects: int) -> dict:
+def _setup(frames: int, height: int, width: int, objects: int):
+    """A random video ``[T, H, W, 3]``, the full-size networks with random weights, and ``maps(seed)``: one
+    horizontal positive bar per object at a random place (positive and negative maps)."""
     import numpy as np
 
-    from atnet_jax.inference.plan import propagation_plan
-    from atnet_jax.inference.session import Session
     from atnet_jax.models import paper_model_config
     from atnet_jax.models.build import random_variables
     from atnet_jax.models.predictor import ATNetPredictor
@@ -48,7 +48,7 @@ def worker(frames: int, height: int, width: int, objects: int) -> dict:
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
     config = paper_model_config()
-    variables = random_variables(config)
+    predictor = ATNetPredictor(random_variables(config), config)
 
     def maps(seed: int) -> tuple[np.ndarray, np.ndarray]:
         r = np.random.default_rng(seed)
@@ -58,12 +58,21 @@ def worker(frames: int, height: int, width: int, objects: int) -> dict:
             pos[k, y - 3 : y + 3, x - 30 : x + 30] = 1.0
         return pos, np.zeros_like(pos)
 
+    return video, predictor, maps
+
+
+def worker(frames: int, height: int, width: int, objects: int) -> dict:
+    from atnet_jax.inference.plan import propagation_plan
+    from atnet_jax.inference.session import Session
+
+    video, predictor, maps = _setup(frames, height, width, objects)
+
     # Compile on a 2-frame prefix first (the compiled calls are shared by sessions of one config).
-    warm = Session(video[:2], ATNetPredictor(variables, config), num_objects=objects)
+    warm = Session(video[:2], predictor, num_objects=objects)
     warm.interact_maps(0, *maps(0))
     compile_s = warm.last_round_seconds
 
-    session = Session(video, ATNetPredictor(variables, config), num_objects=objects)
+    session = Session(video, predictor, num_objects=objects)
     first, second = frames // 2, frames // 4
     session.interact_maps(first, *maps(1))
     round1 = session.last_round_seconds
@@ -95,25 +104,11 @@ def mid_video_worker(frames: int, height: int, width: int, size: int, objects: i
     import numpy as np
 
     from atnet_jax.inference.session import Session
-    from atnet_jax.models import paper_model_config
-    from atnet_jax.models.build import random_variables
-    from atnet_jax.models.predictor import ATNetPredictor
 
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-    config = paper_model_config()
-    variables = random_variables(config)
-
-    def maps(seed: int) -> tuple[np.ndarray, np.ndarray]:
-        r = np.random.default_rng(seed)
-        pos = np.zeros((objects, height, width), np.float32)
-        for k in range(objects):
-            y, x = r.integers(height // 4, 3 * height // 4), r.integers(width // 4, 3 * width // 4)
-            pos[k, y - 3 : y + 3, x - 30 : x + 30] = 1.0
-        return pos, np.zeros_like(pos)
+    video, predictor, maps = _setup(frames, height, width, objects)
 
     start = time.perf_counter()
-    Session(video[:3], ATNetPredictor(variables, config), num_objects=objects, size=size).warmup()
+    Session(video[:3], predictor, num_objects=objects, size=size).warmup()
     compile_s = time.perf_counter() - start
     middle = frames // 2
     rounds = ["first", "later"] if later else ["first"]
@@ -122,7 +117,7 @@ def mid_video_worker(frames: int, height: int, width: int, size: int, objects: i
     labels: dict[str, dict[str, np.ndarray]] = {r: {} for r in rounds}
     for _ in range(reps):
         for schedule in ("sequential", "batched"):  # alternating, so that load on the machine hits both alike
-            session = Session(video, ATNetPredictor(variables, config), num_objects=objects, size=size)
+            session = Session(video, predictor, num_objects=objects, size=size)
             session._batch_chains = schedule == "batched"
             session.warmup()
             for i, name in enumerate(rounds):
