@@ -6,8 +6,9 @@ process), rounds submitted over HTTP, progress read from the event stream, masks
     python experiments/bench_studio.py --page          # also stroke -> preview drawn in headless Chromium
     python experiments/bench_studio.py --skip-480p --davis tests/data/davis_mini   # the demo, and real maps
 
-With ``--davis ROOT``, first: the workspace's frame codec on real probability maps (a session with the demo weights
-on a real 480p DAVIS sequence, two rounds), each frame checked bit for bit, bytes against the raw float32.
+With ``--davis ROOT``, first: the workspace's storage of real rounds (a session with the demo weights on a real 480p
+DAVIS sequence, two rounds, each saved as a workspace step), each frame read back and checked bit for bit, bytes
+against the raw float32 and against the probabilities through the frame codec alone.
 
 Setups:
   1. the demo video (12 frames of 240x432) with the demo weights: latencies, and RSS over --rounds rounds;
@@ -17,10 +18,10 @@ Setups:
      latencies only, then the round is cancelled (a full-size round over 50 frames takes minutes here).
 
 After the rounds of setups 1 and 2, an object is added, a round is run with it and it is removed again; then the
-workspace's bytes are counted per step: the steps as stored now (probabilities compressed losslessly per frame,
-object edits as selections of the previous step) and as the studio stored them before (workspace format 1: the
-changed frames' probabilities as raw float32 .npy, every frame after an object edit), per round per object, and
-in total.
+workspace's bytes are counted per step: the steps as stored now (a round's logits, from which its probabilities
+are recomputed exactly, compressed losslessly; object edits as selections of the previous step) and as the
+studio stored them before (workspace format 1: the changed frames' probabilities as raw float32 .npy, every frame
+after an object edit), per round per object, and in total.
 
 Per round: Run -> the annotated frame's mask served (the POST, the server computing the annotated frame, the
 event, the PNG fetched), the server's own time to that frame (interaction maps, A-Net, the T-Net encoder of that
@@ -255,16 +256,17 @@ def bytes_table(label: str, steps: list[dict]) -> dict:
 
 
 def codec_on_davis(root: Path, sequence: str, rounds: int = 2) -> dict:
-    """The compression of real probability maps: a session (demo weights) on a DAVIS sequence, ``rounds`` rounds
-    of one click per object; after each, every frame's probabilities through the workspace's frame codec, checked
-    bit for bit, and the bytes against the raw float32 (what format 1 stored for a round's frames)."""
+    """The workspace's storage of real rounds: a session (demo weights) on a DAVIS sequence, ``rounds`` rounds
+    of one click per object, each saved as a step of a workspace (its logits, or its probabilities where they do
+    not recompute from them) and read back bit for bit; the bytes against the raw float32 of the round's frames
+    (what format 1 stored), and those of the probabilities through the frame codec alone (format 2)."""
     from atnet_jax import cli
     from atnet_jax.demo import DEFAULT_CHECKPOINT
     from atnet_jax.inference.session import Session
     from atnet_jax.interaction.kinds import Scribble
     from atnet_jax.io.davis import DavisFolder
     from atnet_jax.models.predictor import ATNetPredictor
-    from atnet_jax.studio.history import decode_frame, encode_frame
+    from atnet_jax.studio.history import PROBABILITIES, History, encode_frame
 
     davis = DavisFolder(root)
     gt = davis.read_masks(sequence)
@@ -274,27 +276,37 @@ def codec_on_davis(root: Path, sequence: str, rounds: int = 2) -> dict:
     print(f"== real probability maps: DAVIS {sequence} ({gt.shape[0]} x {gt.shape[1]}x{gt.shape[2]}, processed at "
           f"{session.processing_shape[0]}x{session.processing_shape[1]}), demo weights", flush=True)
     out: dict = {"sequence": sequence, "rounds": []}
+    workspace = Path(tempfile.mkdtemp(prefix="atnet_bench_davis_ws_"))
+    history = History(workspace, session.num_frames, session.processing_shape)
     try:
         for r in range(rounds):
             frame = [0, len(gt) - 1, len(gt) // 2][r % 3]
-            session.interact(Scribble(frame, clicks_inside(gt[frame], num_objects)))
-            raw = stored = 0
+            info = session.interact(Scribble(frame, clicks_inside(gt[frame], num_objects)))
+            state = session.snapshot(copy=False)
             start = time.perf_counter()
-            for t in range(session.num_frames):
+            history.write_state(r + 1, state, num_objects, info.frames, logits=session.last_round)
+            write_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            back = history.read_state(r + 1).probabilities
+            read_seconds = time.perf_counter() - start
+            raw = codec = 0
+            for t in info.frames:
                 p = np.ascontiguousarray(session.probabilities[t], np.float32)
-                data = encode_frame(p)
-                if not np.array_equal(decode_frame(data, p.shape).view(np.uint32), p.view(np.uint32)):
-                    raise AssertionError(f"frame {t} did not come back bit for bit")
-                raw, stored = raw + p.nbytes, stored + len(data)
-            seconds = time.perf_counter() - start
-            print(f"   round {r + 1} on frame {frame}: per object {raw / num_objects / 1e6:.2f} MB raw float32 -> "
-                  f"{stored / num_objects / 1e6:.2f} MB ({raw / stored:.2f}x, exact; encode + check "
-                  f"{seconds:.1f} s)", flush=True)
+                if not np.array_equal(np.asarray(back[t]).view(np.uint32), p.view(np.uint32)):
+                    raise AssertionError(f"round {r + 1}: frame {t} did not come back bit for bit")
+                raw, codec = raw + p.nbytes, codec + len(encode_frame(p))
+            stored = (history.step_dir(r + 1) / PROBABILITIES).stat().st_size
+            print(f"   round {r + 1} on frame {frame} ({len(info.frames)} frames): per object "
+                  f"{raw / num_objects / 1e6:.2f} MB raw float32 -> {stored / num_objects / 1e6:.3f} MB stored "
+                  f"({raw / stored:.1f}x, exact; probabilities through the codec alone {raw / codec:.2f}x); "
+                  f"write {write_seconds:.1f} s, read back every frame {read_seconds:.1f} s", flush=True)
             out["rounds"].append({"raw_mb_per_object": round(raw / num_objects / 1e6, 3),
-                                  "stored_mb_per_object": round(stored / num_objects / 1e6, 3),
-                                  "ratio": round(raw / stored, 3)})
+                                  "stored_mb_per_object": round(stored / num_objects / 1e6, 4),
+                                  "ratio": round(raw / stored, 2), "codec_ratio": round(raw / codec, 3),
+                                  "write_s": round(write_seconds, 2), "read_s": round(read_seconds, 2)})
     finally:
         session.close()
+        shutil.rmtree(workspace, ignore_errors=True)
     return out
 
 

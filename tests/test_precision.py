@@ -38,13 +38,13 @@ def _check(name: str, probabilities: np.ndarray, golden_logits: np.ndarray) -> N
 @pytest.mark.slow
 def test_bf16_stays_within_its_tolerance_on_the_golden_vectors(variables, golden):  # noqa: F811
     predictor = ATNetPredictor(variables, paper_model_config(), precision="bf16")
-    probabilities, indicator = predictor.annotate(nhwc(golden["in_img_f0"]), nhwc(golden["in_iact_r1_f0"]))
-    _check("anet", nchw(probabilities), golden["anet_r1_f0_logit"])
+    outputs, indicator = predictor.annotate(nhwc(golden["in_img_f0"]), nhwc(golden["in_iact_r1_f0"]))
+    _check("anet", nchw(predictor.probabilities(outputs)), golden["anet_r1_f0_logit"])
 
     prev, target = (predictor.encode(nhwc(golden[f"in_img_f{f}"])) for f in (0, 1))
-    probabilities = predictor.step(target, prev["r5"][None], predictor.fuse(indicator[None]), jnp.ones((1,), bool),
-                                   prev["r2"], nhwc(golden["tnet_prev_prob"]))
-    _check("tnet", nchw(probabilities), golden["tnet_n1_logit"])
+    outputs = predictor.step(target, prev["r5"][None], predictor.fuse(indicator[None]), jnp.ones((1,), bool),
+                             prev["r2"], nhwc(golden["tnet_prev_prob"]))
+    _check("tnet", nchw(predictor.probabilities(outputs)), golden["tnet_n1_logit"])
 
 
 def test_bf16_session_keeps_float32_probabilities(tiny_config, tiny_variables):

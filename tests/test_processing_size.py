@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import cv2
 import numpy as np
@@ -102,7 +103,10 @@ def test_a_resized_video_gives_the_small_videos_results_at_its_own_size(tiny_con
         # at rows 20..39 of the small map covers rows 41..78 at twice the size (0.75 < 0.8 at rows 40 and 79).
         box = np.zeros((1, 60, 90), np.float32)
         box[0, 20:40, 30:60] = 1.0
-        b._store(0, box, 1.0)
+        state = b.snapshot()
+        probabilities = np.asarray(state.probabilities).copy()
+        probabilities[0] = box
+        b.restore(dataclasses.replace(state, probabilities=probabilities))
         rows = np.flatnonzero(b.labels[0].any(axis=1))
         assert (rows[0], rows[-1]) == (41, 78)
         np.testing.assert_array_equal(b.labels[0], merge_objects(resize_maps(box, (120, 180))))

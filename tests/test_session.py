@@ -1,6 +1,8 @@
 """Interactive sessions: propagation order and stopping rule, eq. (6), merge, global averaging, compiles."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,7 @@ class _Spy(Predictor):
     """A predictor that runs another and records the T-Net steps and encoder batches it was asked for."""
 
     def __init__(self, inner: Predictor, session_like: Session) -> None:
-        self.inner, self.warmed = inner, inner.warmed
+        self.inner, self.warmed, self.logits_stride = inner, inner.warmed, inner.logits_stride
         (self.top, _), (self.left, _) = session_like.pad
         self.h, self.w = session_like.processing_shape
         self.calls: list[dict] = []
@@ -79,8 +81,15 @@ class _Spy(Predictor):
         out = self.inner.step(target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
         rows, cols = slice(self.top, self.top + self.h), slice(self.left, self.left + self.w)
         self.calls.append({"frame_mask": np.asarray(frame_mask), "annotated_r5": np.asarray(annotated_r5),
-                           "prev_r2": np.asarray(prev_r2), "out": np.asarray(out)[..., rows, cols, 0]})
+                           "prev_r2": np.asarray(prev_r2),
+                           "out": np.asarray(self.probabilities(out))[..., rows, cols, 0]})
         return out
+
+    def probabilities(self, outputs):
+        return self.inner.probabilities(outputs)
+
+    def logits(self, outputs):
+        return self.inner.logits(outputs)
 
     @property
     def trace_counts(self):
@@ -240,7 +249,10 @@ def test_probabilities_are_float32_so_a_value_just_above_the_threshold_keeps_its
     assert session.probabilities.dtype == np.float32
     p = np.full((1, H, W), 0.80003, np.float32)  # float16 would round this to 0.7998 or 0.8
     assert np.float16(0.80003) <= 0.8
-    session._store(2, p, 1.0)
+    state = session.snapshot()
+    probabilities = np.asarray(state.probabilities).copy()
+    probabilities[2] = p
+    session.restore(dataclasses.replace(state, probabilities=probabilities))
     assert (session.labels[2] == 1).all()
     np.testing.assert_array_equal(session.probabilities[2], p)
 

@@ -117,4 +117,6 @@ def test_step_chains_is_step_per_chain(tiny_config, tiny_variables):
     targets, prev_r2s = feats[1:], [feats[0]["r2"], feats[1]["r2"], feats[2]["r2"]]
     together = predictor.step_chains(targets, annotated_r5, fused, mask, prev_r2s, prev)
     for target, prev_r2, p, out in zip(targets, prev_r2s, prev, together, strict=True):
-        np.testing.assert_allclose(out, predictor.step(target, annotated_r5, fused, mask, prev_r2, p), atol=1e-5)
+        alone = predictor.step(target, annotated_r5, fused, mask, prev_r2, p)
+        np.testing.assert_allclose(predictor.probabilities(out), predictor.probabilities(alone), atol=1e-5)
+        np.testing.assert_allclose(predictor.logits(out), predictor.logits(alone), atol=1e-5)

@@ -32,7 +32,7 @@ class _AnetSpy(Predictor):
     """A predictor that runs another and records the interaction maps A-Net receives."""
 
     def __init__(self, inner: Predictor) -> None:
-        self.inner, self.warmed = inner, inner.warmed
+        self.inner, self.warmed, self.logits_stride = inner, inner.warmed, inner.logits_stride
         self.inputs: list[np.ndarray] = []
 
     def annotate(self, images, interaction):
@@ -47,6 +47,12 @@ class _AnetSpy(Predictor):
 
     def step(self, *args):
         return self.inner.step(*args)
+
+    def probabilities(self, outputs):
+        return self.inner.probabilities(outputs)
+
+    def logits(self, outputs):
+        return self.inner.logits(outputs)
 
 
 @pytest.fixture()

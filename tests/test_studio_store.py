@@ -89,10 +89,12 @@ def test_every_step_reads_back_bit_for_bit_after_rounds_object_edits_and_undo(de
     for i, new_planes in [(1, 2), (2, 1), (3, 3), (4, 0)]:
         rows = json.loads((steps / f"{i:04d}" / "state.json").read_text())["indicators"]
         assert sum(plane[1] == i for row in rows for plane in row) == new_planes, (i, rows)
-    # A round's frames: compressed losslessly, smaller than the float32 they hold.
-    record = json.loads((steps / "0001" / "state.json").read_text())
-    raw = len(record["frames"]) * snapshots[1][0].nbytes
-    assert (steps / "0001" / "probabilities.bin").stat().st_size < raw / 1.4
+    # A round's frames: stored as the network's logits (16x fewer values), compressed losslessly.
+    for i in (1, 3, 5):
+        record = json.loads((steps / f"{i:04d}" / "state.json").read_text())
+        assert sorted(map(int, record["logits"]["rows"])) == record["frames"], i
+        raw = len(record["frames"]) * snapshots[i][0].nbytes
+        assert (steps / f"{i:04d}" / "probabilities.bin").stat().st_size < raw / 10, i
 
     # A new server on the workspace resumes the last step exactly; undo goes back through every step exactly.
     resumed = make_workspace(demo, ws.root)
@@ -127,7 +129,7 @@ def _as_format_1(ws, root) -> None:
     (root / "studio.json").write_text(json.dumps(meta))
 
 
-def test_a_format_1_workspace_opens_and_continues_in_format_2(demo, tmp_path):
+def test_a_format_1_workspace_opens_and_continues_in_format_3(demo, tmp_path):
     ws = make_workspace(demo, tmp_path / "ws")
     do_round(ws, demo["frame"], demo["strokes"])
     ws.add_object()
@@ -143,8 +145,8 @@ def test_a_format_1_workspace_opens_and_continues_in_format_2(demo, tmp_path):
     np.testing.assert_array_equal(bits(reopened.session.probabilities), bits(expected[2]))
     assert [o["uid"] for o in reopened.objects] == [1, 2, 3]
     do_round(reopened, 3, [click(2, 0.5, 0.5)])
-    assert json.loads((old / "steps" / "0004" / "state.json").read_text())["format"] == 2
-    assert json.loads((old / "studio.json").read_text())["format"] == 2
+    assert json.loads((old / "steps" / "0004" / "state.json").read_text())["format"] == 3
+    assert json.loads((old / "studio.json").read_text())["format"] == 3
     for i in (2, 1, 0):  # undo the new step, then the old ones
         reopened.undo()
         np.testing.assert_array_equal(bits(reopened.session.probabilities), bits(expected[i]), f"step {i + 1}")
@@ -278,3 +280,95 @@ def test_suggest_while_a_round_runs_is_a_409(client_ws):
     assert events[-1]["status"] == "done"
     after = client.get("/api/suggest")
     assert after.status_code == 200 and after.json()["entropies"] != expected["entropies"]
+
+
+# ------------------------------------------------------------------------------------ rounds stored as logits
+
+
+def _round_logits(prev: np.ndarray, alphas: dict[int, float], rng, *, crc_of=None):
+    """A hand-made round over ``prev [T, K, h, w]``: random logits at 1/4 of a padded frame, the frames' new
+    probabilities as a session computes them, and the record a session hands the history."""
+    from atnet_jax.inference.plan import blend
+    from atnet_jax.inference.rounds import RoundLogits, frame_crc
+    from atnet_jax.inference.store import FrameStore
+    from atnet_jax.models.expand import expand_logits
+
+    num_frames, k, h, w = prev.shape
+    window = (2, 3, h, w)
+    record = RoundLogits(4, window, FrameStore.temporary(num_frames, (k, (h + 4) // 4, (w + 6) // 4), np.float32))
+    out = prev.copy()
+    for t, alpha in alphas.items():
+        logits = rng.normal(0, 5, record.logits.frame_shape).astype(np.float32)
+        record.logits[t] = logits
+        record.alphas[t] = alpha
+        if alpha < 1:
+            record.before_crc[t] = (crc_of or frame_crc)(prev[t])
+        out[t] = blend(expand_logits(logits, 4, window), prev[t], alpha)
+    return record, out
+
+
+def test_a_round_is_stored_as_its_logits_and_recomputed_to_the_bit(tmp_path, monkeypatch):
+    from atnet_jax.errors import InputError
+    from atnet_jax.inference.rounds import SessionState
+    from atnet_jax.studio import history as history_module
+    from atnet_jax.studio.history import History
+
+    monkeypatch.setattr(history_module, "MAX_CHAIN", 2)
+    rng = np.random.default_rng(0)
+    history = History(tmp_path / "ws", 6, (22, 30))
+    states = [np.zeros((6, 2, 22, 30), np.float32)]
+
+    def step(alphas, **kwargs):
+        record, out = _round_logits(states[-1], alphas, rng, **kwargs)
+        history.write_state(len(states), SessionState(out, [], {}, []), 2, sorted(alphas), logits=record)
+        states.append(out)
+        return json.loads((history.step_dir(len(states) - 1) / "state.json").read_text())
+
+    first = step(dict.fromkeys(range(6), 1.0))  # round 1: nothing to blend with
+    assert first["logits"]["rows"] == {str(t): [1.0, 0] for t in range(6)}
+    raw = 6 * states[1][0].nbytes
+    assert (history.step_dir(1) / "probabilities.bin").stat().st_size < raw / 10
+    second = step({2: 0.75, 3: 0.6, 4: 1.0})
+    assert second["logits"]["rows"] == {"2": [0.75, 1], "3": [0.6, 1], "4": [1.0, 0]}
+    # A frame whose previous probabilities the session saw differently is stored whole.
+    third = step({1: 0.9, 2: 0.8}, crc_of=lambda frame: 12345)
+    assert "logits" not in third and third["frames"] == [1, 2]
+    # More than MAX_CHAIN steps in a row that need the frame before: the frame is stored whole.
+    fourth = step({2: 0.7, 3: 0.7})
+    assert fourth["logits"]["rows"] == {"2": [0.7, 1], "3": [0.7, 2]}
+    fifth = step({3: 0.9, 4: 0.5})
+    assert fifth["logits"]["rows"] == {"4": [0.5, 1]} and fifth["frames"] == [3, 4]
+    # After an object edit (a selection of the previous step's objects) the chain goes on through it.
+    history.write_state(6, SessionState(states[-1][:, ::-1].copy(), [], {}, []), 2, [], objects=[1, 0])
+    states.append(states[-1][:, ::-1].copy())
+    sixth = step({4: 0.6, 5: 0.6})
+    assert sixth["logits"]["rows"] == {"4": [0.6, 2], "5": [0.6, 1]}
+
+    for i in range(1, len(states)):
+        np.testing.assert_array_equal(bits(history.read_state(i).probabilities), bits(states[i]), f"step {i}")
+    # A recomputed frame is checked against the CRC-32 of the probabilities it stood for.
+    path = history.step_dir(7) / "state.json"
+    record = json.loads(path.read_text())
+    record["chunks"][0][2] ^= 1
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match="0007.*frame 4 of step 7 does not recompute"):
+        history.read_state(7)
+
+
+def test_a_format_2_step_still_opens(tmp_path):
+    from atnet_jax.inference.rounds import SessionState
+    from atnet_jax.studio.history import History
+
+    rng = np.random.default_rng(1)
+    history = History(tmp_path / "ws", 3, (10, 12))
+    probabilities = rng.random((3, 1, 10, 12)).astype(np.float32)
+    history.write_state(1, SessionState(probabilities, [0], {}, []), 1, None)
+    path = history.step_dir(1) / "state.json"
+    record = json.loads(path.read_text())
+    record["format"], record["chunks"] = 2, [chunk[:2] for chunk in record["chunks"]]  # as format 2 wrote it
+    path.write_text(json.dumps(record))
+    np.testing.assert_array_equal(bits(history.read_state(1).probabilities), bits(probabilities))
+    record, out = _round_logits(probabilities, {1: 0.5}, rng)
+    history.write_state(2, SessionState(out, [0, 2], {}, []), 1, [1], logits=record)
+    assert json.loads((history.step_dir(2) / "state.json").read_text())["logits"]["rows"] == {"1": [0.5, 1]}
+    np.testing.assert_array_equal(bits(history.read_state(2).probabilities), bits(out))

@@ -3,6 +3,7 @@ can be saved to and restored from, and the round under way (with the iterator th
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,6 +55,33 @@ class SessionState:
     indicators: list[np.ndarray]
 
 
+def frame_crc(probabilities: np.ndarray) -> int:
+    """zlib's CRC-32 of a frame's ``[K, h, w]`` probabilities as float32 bytes in C order."""
+    return zlib.crc32(np.ascontiguousarray(probabilities, np.float32))
+
+
+@dataclasses.dataclass
+class RoundLogits:
+    """A finished round's network outputs before their last upsampling: what its probabilities are recomputed
+    from exactly (:attr:`Session.last_round`).
+
+    For each frame ``t`` the round updated: ``logits[t] -> [K, hc, wc]`` float32 and its eq.-(6) weight
+    ``alphas[t]``; the frame's probabilities are ``blend(expand_logits(logits[t], stride, window), before,
+    alphas[t])`` (:func:`atnet_jax.models.expand.expand_logits`, :func:`atnet_jax.inference.plan.blend`), with
+    ``before`` the frame's probabilities before the round, whose :func:`frame_crc` is ``before_crc[t]`` (for frames with
+    a weight below 1). ``window = (top, left, h, w)``: the processing-size frame in the upsampled map.
+    """
+
+    stride: int
+    window: tuple[int, int, int, int]
+    logits: FrameStore
+    alphas: dict[int, float] = dataclasses.field(default_factory=dict)
+    before_crc: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def close(self) -> None:
+        self.logits.close()
+
+
 @dataclasses.dataclass
 class PendingRound:
     """The round in progress: added on ``plan.frame``, not yet (or not fully) propagated."""
@@ -62,12 +90,13 @@ class PendingRound:
     undo: UndoLog
     previous: np.ndarray | None  # the frame's labels at the processing size before the round (None: round 1)
     strokes: list[dict]  # what this round placed on the frame
-    prob: Any = None  # A-Net's output [K, hp, wp, 1]
+    outputs: Any = None  # A-Net's outputs (the predictor's: probabilities [K, hp, wp, 1], maybe logits)
     indicator: Any = None
     annotated_before: int = 0  # how many frames were annotated before the round
     seconds: float = 0.0
     propagating: bool = False
     updates: Iterator[FrameUpdate] | None = None  # the propagation generator, once propagate() was called
+    logits: RoundLogits | None = None  # where the predictor gives logits
 
 
 class Propagation(Iterator[FrameUpdate]):

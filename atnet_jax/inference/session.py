@@ -27,7 +27,10 @@ Example (the README runs it)::
 
 Real videos: the networks run on frames whose shorter side is at most ``size`` (480 by default, ATNet's
 training size); probabilities are kept at that processing size and upsampled (bilinear) to the video's
-size before the merge, so labels come at the video's own size. Probabilities and labels live in
+size before the merge, so labels come at the video's own size. Where the predictor gives its logits before the
+last upsampling (ATNet's, at 1/4), the session finishes them on the host with
+:func:`~atnet_jax.models.expand.expand_logits`, the same bits on any machine, and keeps the last round's
+(:attr:`Session.last_round`), from which the studio recomputes a round exactly. Probabilities and labels live in
 file-backed stores (:mod:`atnet_jax.inference.store`) in a temporary folder removed by :meth:`Session.close`,
 so memory stays flat in the video's length.
 """
@@ -56,11 +59,20 @@ from atnet_jax.inference.plan import (
     merge_objects,
 )
 from atnet_jax.inference.reader import FrameReader, Frames
-from atnet_jax.inference.rounds import FrameUpdate, PendingRound, Propagation, RoundInfo, SessionState
+from atnet_jax.inference.rounds import (
+    FrameUpdate,
+    PendingRound,
+    Propagation,
+    RoundInfo,
+    RoundLogits,
+    SessionState,
+    frame_crc,
+)
 from atnet_jax.inference.store import FrameStore, ReadOnlyFrames
 from atnet_jax.inference.undo import UndoLog
 from atnet_jax.interaction.kinds import ROUND1_PREVIOUS_MASK, Interaction, Scribble
 from atnet_jax.interaction.scribbles import interaction_maps
+from atnet_jax.models.expand import expand_logits
 from atnet_jax.models.predictor import Predictor
 from atnet_jax.models.preprocess import (
     DEFAULT_PROCESSING_SIZE,
@@ -160,6 +172,7 @@ class Session:
         self._indicators: list[Any] = []
         self._fused_indicators: list[Any] = []
         self._round: PendingRound | None = None
+        self._last_round: RoundLogits | None = None
         self._batch_chains = True  # False: one direction after the other (the released order), for comparison
         self.last_round_seconds = 0.0
         self.labels = ReadOnlyFrames(lambda: self._labels)
@@ -197,6 +210,24 @@ class Session:
         return self.predictor.trace_counts
 
     @property
+    def last_round(self) -> RoundLogits | None:
+        """The logits of the round finished last, from which its probabilities are recomputed exactly; None
+        where the predictor gives none, before the first round, and after anything else changed the session
+        (a restore, an object edit). Valid until the next change."""
+        return self._last_round
+
+    def _set_last_round(self, record: RoundLogits | None) -> None:
+        if self._last_round is not None and self._last_round is not record:
+            self._last_round.close()
+        self._last_round = record
+
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        """``(top, left, h, w)``: the processing-size frame inside the padded one the networks see."""
+        (top, _), (left, _) = self.pad
+        return top, left, *self.processing_shape
+
+    @property
     def pending(self) -> RoundPlan | None:
         """The plan of the round added and not yet propagated to its end, or None."""
         return None if self._round is None else self._round.plan
@@ -217,8 +248,9 @@ class Session:
             return
         k, m = self.num_objects, self._max_annotations
         image = np.zeros((1, hp, wp, 3), np.float32)
-        prob, indicator = self.predictor.annotate(np.broadcast_to(image, (k, hp, wp, 3)),
-                                                  np.zeros((k, hp, wp, 3), np.float32))
+        outputs, indicator = self.predictor.annotate(np.broadcast_to(image, (k, hp, wp, 3)),
+                                                     np.zeros((k, hp, wp, 3), np.float32))
+        prob = self.predictor.probabilities(outputs)
         feats = jax.device_get(self.predictor.encode(image))
         if self.encoder_batch > 1:
             self.predictor.encode(np.broadcast_to(image, (self.encoder_batch, hp, wp, 3)))
@@ -231,10 +263,10 @@ class Session:
         out = self.predictor.step(feats, annotated_r5, fused_indicators, frame_mask, feats["r2"], prob)
         if self.num_frames > 2:  # a round inside the video steps its backward and forward chains together
             self.predictor.step_chains([feats, feats], annotated_r5, fused_indicators, frame_mask,
-                                       [feats["r2"]] * 2, [prob, out])
-        result = self._crop_device(out)
+                                       [feats["r2"]] * 2, [prob, self.predictor.probabilities(out)])
+        result = self._fetchable(out)
         _to_host_async(result)
-        np.asarray(result)
+        self._host_probabilities(result)
         self.predictor.warmed.add(key)
 
     # ------------------------------------------------------------------------------------------------ rounds
@@ -285,8 +317,16 @@ class Session:
     def _new_round(self, frame: int) -> PendingRound:
         """A round on ``frame`` (not yet the session's: :meth:`_annotate_round` makes it so once A-Net ran)."""
         previous = self._processing_labels(frame) if self._annotated else None
-        return PendingRound(self.plan(frame), UndoLog(self._workdir / "undo.f32", self._probabilities), previous, [],
-                            annotated_before=len(self._annotated))
+        pending = PendingRound(self.plan(frame), UndoLog(self._workdir / "undo.f32", self._probabilities), previous,
+                               [], annotated_before=len(self._annotated))
+        stride = self.predictor.logits_stride
+        if stride:
+            (top, bottom), (left, right) = self.pad
+            h, w = self.processing_shape
+            shape = (self.num_objects, (h + top + bottom) // stride, (w + left + right) // stride)
+            store = FrameStore(self._workdir / f"logits-{next(self._files)}.f32", self.num_frames, shape, np.float32)
+            pending.logits = RoundLogits(stride, self.window, store)
+        return pending
 
     def _annotate_round(self, pending: PendingRound, positive: np.ndarray, negative: np.ndarray,
                         start: float) -> FrameUpdate:
@@ -298,9 +338,9 @@ class Session:
         else:
             previous_mask = np.full((self.num_objects, *self.processing_shape), ROUND1_PREVIOUS_MASK, np.float32)
         try:
-            pending.prob, pending.indicator = self._annotate(frame, previous_mask, positive, negative)
+            pending.outputs, pending.indicator = self._annotate(frame, previous_mask, positive, negative)
             # A-Net's mask is stored before the frame's encoder features are computed.
-            self._store(frame, self._crop(pending.prob), 1.0, pending.undo)
+            self._store(frame, self._fetchable(pending.outputs), 1.0, pending)
         except BaseException:
             if self._round is not pending:
                 self._undo(pending)
@@ -355,7 +395,8 @@ class Session:
             groups = [chains] if self._batch_chains else [[d] for d in chains]
             for group in groups:
                 # Each chain starts from A-Net's map, then follows T-Net's own unblended output.
-                for t, alpha, result in self._chains(pending.prob, target, group, global_inputs):
+                start = self.predictor.probabilities(pending.outputs)
+                for t, alpha, result in self._chains(start, target, group, global_inputs):
                     done += 1
                     update = self._finish(pending, t, alpha, result, done, bar)
                     # The clock stops while the caller holds an update: only the model's time counts.
@@ -373,6 +414,7 @@ class Session:
         if pending.strokes:
             self._strokes.setdefault(frame, []).extend(pending.strokes)
         self._round = None
+        self._set_last_round(pending.logits)
         self.last_round_seconds = pending.seconds
 
     def _chains(self, start_prob: Any, target: dict[str, Any], directions: Sequence[Sequence[tuple[int, float]]],
@@ -400,9 +442,9 @@ class Session:
                 out = self.predictor.step_chains(feats, annotated_r5, fused_indicators, frame_mask,
                                                  [r2s[c] for c in live], [probs[c] for c in live])
             results = []
-            for c, f, prob in zip(live, feats, out, strict=True):
-                probs[c], r2s[c] = prob, f["r2"]
-                result = self._crop_device(prob)
+            for c, f, outputs in zip(live, feats, out, strict=True):
+                probs[c], r2s[c] = self.predictor.probabilities(outputs), f["r2"]
+                result = self._fetchable(outputs)
                 _to_host_async(result)
                 results.append((*directions[c][i], result))
             yield from waiting
@@ -410,7 +452,7 @@ class Session:
         yield from waiting
 
     def _finish(self, pending: PendingRound, t: int, alpha: float, result: Any, done: int, bar: Any) -> FrameUpdate:
-        self._store(t, np.asarray(result), alpha, pending.undo)
+        self._store(t, result, alpha, pending)
         if bar is not None:
             bar.update()
         return self._update(t, "propagated", done, pending.plan.total)
@@ -436,6 +478,8 @@ class Session:
         self._round = None
 
     def _undo(self, pending: PendingRound) -> None:
+        if pending.logits is not None:
+            pending.logits.close()
         undo = pending.undo
         for t in undo.frames:
             old = undo.saved(t)
@@ -524,18 +568,33 @@ class Session:
         h, w = self.processing_shape
         return x[..., top : top + h, left : left + w, 0]
 
-    def _crop(self, x: Any) -> np.ndarray:
-        """``[K, hp, wp, 1]`` network output -> ``[K, h, w]`` at the processing size."""
-        return np.asarray(self._crop_device(x))
+    def _fetchable(self, outputs: Any) -> Any:
+        """What the host needs of a network call's outputs: the logits where the predictor gives them, else the
+        probabilities cropped to the processing size."""
+        logits = self.predictor.logits(outputs)
+        return logits if logits is not None else self._crop_device(self.predictor.probabilities(outputs))
+
+    def _host_probabilities(self, fetched: Any) -> np.ndarray:
+        """:meth:`_fetchable`'s array -> ``[K, h, w]`` float32 probabilities at the processing size."""
+        fetched = np.asarray(fetched, np.float32)
+        stride = self.predictor.logits_stride
+        return expand_logits(fetched[..., 0], stride, self.window) if stride else fetched
 
     # ------------------------------------------------------------------------------------------------ stores
 
-    def _store(self, t: int, new: np.ndarray, alpha: float, undo: UndoLog | None = None) -> None:
-        """Blend frame ``t``'s new ``[K, h, w]`` probabilities with the stored ones (eq. 6) and update its labels."""
+    def _store(self, t: int, fetched: Any, alpha: float, pending: PendingRound) -> None:
+        """Blend frame ``t``'s new probabilities (from :meth:`_fetchable`'s array) with the stored ones (eq. 6),
+        update its labels and record what the round replaced (and its logits)."""
         old = self._probabilities[t] if self._written[t] else None
-        if undo is not None:
-            undo.save(t, old)
-        new = blend(new, old, alpha)
+        pending.undo.save(t, old)
+        record = pending.logits
+        if record is not None:
+            record.logits[t] = np.asarray(fetched, np.float32)[..., 0]
+            record.alphas[t] = alpha
+            if alpha < 1.0:
+                before = old if old is not None else np.zeros(self._probabilities.frame_shape, np.float32)
+                record.before_crc[t] = frame_crc(before)
+        new = blend(self._host_probabilities(fetched), old, alpha)
         self._probabilities[t] = new
         self._labels[t] = self._merge(new)
         self._written[t] = True
@@ -592,6 +651,7 @@ class Session:
                 store[t] = np.asarray(probabilities[t], np.float32)
         self._probabilities.close()
         self._probabilities = store
+        self._set_last_round(None)
         self._written[:] = True
         self.num_objects = shape[1]
         for t in range(self.num_frames):
@@ -607,6 +667,7 @@ class Session:
                                            (num_objects, *self.processing_shape), fn)
         self._probabilities.close()
         self._probabilities = store
+        self._set_last_round(None)
         self.num_objects = num_objects
 
     def add_object(self) -> int:
@@ -656,6 +717,7 @@ class Session:
     def close(self) -> None:
         """Remove the session's files: spilled features, probabilities and labels (read results first)."""
         self._reader.close()
+        self._set_last_round(None)
         self.features.close()
         self._probabilities.close()
         self._labels.close()

@@ -40,7 +40,8 @@ class AnnotationNet(nn.Module):
     positive scribbles, negative scribbles] (round 1: previous mask 0.5, negative 0); H, W multiples of 32.
 
     Returns ``(logits [B, H, W, 1] float32, aux)``; ``aux`` holds the encoder features ``r2..r5``, the
-    decoder's ``m2`` and the converter output ``indicator`` (``F_o``, [B, H/16, W/16, C5]).
+    decoder's ``m2``, its logits at 1/4 before the upsampling ``coarse`` and the converter output ``indicator``
+    (``F_o``, [B, H/16, W/16, C5]).
     """
 
     config: ModelConfig
@@ -53,4 +54,4 @@ class AnnotationNet(nn.Module):
         feats = Encoder(self.config, 6, name="encoder_6ch")(x, train=train)
         logits, dec = Decoder(self.config, name="decoder_iact")(feats["r5"], feats["r3"], feats["r2"], train=train)
         indicator = Converter(self.config, name="indicator_encoder")(dec["m2"], feats["r5"], train=train)
-        return logits, {**feats, "m2": dec["m2"], "indicator": indicator}
+        return logits, {**feats, "m2": dec["m2"], "coarse": dec["coarse"], "indicator": indicator}

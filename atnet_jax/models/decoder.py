@@ -86,7 +86,8 @@ class Decoder(nn.Module):
 
     ``local_map`` (T-Net only, ``[B, H/4, W/4, 1]``): the local-transfer estimate, added as ``0.5 * L`` to the
     1/8 (downsampled) and 1/4 refine outputs. Returns ``(logits, aux)`` with ``aux["m2"]`` = concat(refine
-    output at 1/4, upsampled ASPP) -- the A-Net converter's input.
+    output at 1/4, upsampled ASPP) -- the A-Net converter's input -- and ``aux["coarse"]``, the logits at 1/4
+    before their upsampling (:func:`atnet_jax.models.expand.expand_logits` finishes them on the host).
     """
 
     config: ModelConfig
@@ -124,6 +125,5 @@ class Decoder(nn.Module):
         y = Conv(width, 3, use_bias=False, dtype=dtype, name="lastconv_4")(y)
         y = nn.relu(batch_norm("lastconv_5", train)(y))
         y = nn.Dropout(cfg.head_dropouts[1], deterministic=not train)(y)
-        y = Conv(1, 1, dtype=dtype, name="lastconv_8")(y)
-        logits = _upsample(y.astype(jnp.float32), 4)
-        return logits, {"m2": m2, "aspp": aspp}
+        coarse = Conv(1, 1, dtype=dtype, name="lastconv_8")(y).astype(jnp.float32)
+        return _upsample(coarse, 4), {"m2": m2, "aspp": aspp, "coarse": coarse}

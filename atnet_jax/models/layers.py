@@ -101,7 +101,7 @@ def batch_norm(name: str, train: bool) -> nn.BatchNorm:
     )
 
 
-def _align_corners_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def align_corners_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-tap indices and weights of 1-D bilinear resampling with ``align_corners=True``.
 
     Source coordinate ``i * (in - 1) / (out - 1)`` in float32, as PyTorch computes it.
@@ -128,7 +128,7 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int], *, align_corners: bool 
     if (out_h, out_w) == x.shape[1:3]:
         return x
     for axis, out_size in ((1, out_h), (2, out_w)):
-        lo, hi, frac = _align_corners_taps(x.shape[axis], out_size)
+        lo, hi, frac = align_corners_taps(x.shape[axis], out_size)
         shape = [1, 1, 1, 1]
         shape[axis] = out_size
         w = jnp.asarray(frac, dtype=x.dtype).reshape(shape)

@@ -6,14 +6,19 @@ A session (:mod:`atnet_jax.inference.session`) asks a :class:`Predictor` for fou
 second implementation of the same four methods (tests drive whole sessions with a NumPy one).
 
 Shapes (``hp, wp``: the padded processing size; K objects; B frames; N annotated frames so far, padded):
-  annotate(images [K, hp, wp, 3], interaction [K, hp, wp, 3]) -> (probabilities [K, hp, wp, 1], indicator)
+  annotate(images [K, hp, wp, 3], interaction [K, hp, wp, 3]) -> (outputs, indicator)
   encode(images [B, hp, wp, 3]) -> {"r2", "r3", "r5", "r5_fused": [B, ...]}
   fuse(indicator) -> fused indicator (what ``step`` reads per annotated frame)
   step(target, annotated_r5 [N, 1, ...], fused [N, K, ...], frame_mask [N], prev_r2, prev_prob [K, hp, wp, 1])
-      -> probabilities [K, hp, wp, 1]
+      -> outputs
   step_chains(targets, annotated_r5, fused, frame_mask, prev_r2s, prev_probs): ``step`` for D chains at once
       (D targets, previous r2 and previous probabilities, one each; the annotated frames shared) -> D outputs
-Outputs may be JAX or NumPy arrays: the session copies what it keeps to the host.
+  probabilities(outputs) -> [K, hp, wp, 1] (what the next step reads as ``prev_prob``)
+  logits(outputs) -> the logits before the last upsampling, [K, hp / s, wp / s, 1] with s = ``logits_stride``, or None
+By default the outputs are the probabilities themselves and there are no logits. ``ATNetPredictor``'s outputs
+are (probabilities, logits at 1/4): a session stores :func:`atnet_jax.models.expand.expand_logits` of the logits,
+which the studio can recompute exactly from them. Arrays may be JAX or NumPy: the session copies what it keeps to
+the host.
 """
 from __future__ import annotations
 
@@ -38,10 +43,12 @@ class Predictor(abc.ABC):
     :meth:`atnet_jax.inference.session.Session.warmup`); ``trace_counts`` how often each call was compiled."""
 
     warmed: set[tuple[int, ...]]
+    logits_stride: int | None = None
+    """The stride of :meth:`logits` (None: the outputs hold no logits)."""
 
     @abc.abstractmethod
     def annotate(self, images: Any, interaction: Any) -> tuple[Any, Any]:
-        """A-Net on one frame for every object -> (probabilities ``[K, hp, wp, 1]``, converter features)."""
+        """A-Net on one frame for every object -> (outputs, converter features)."""
 
     @abc.abstractmethod
     def encode(self, images: Any) -> dict[str, Any]:
@@ -54,15 +61,23 @@ class Predictor(abc.ABC):
     @abc.abstractmethod
     def step(self, target: dict[str, Any], annotated_r5: Any, fused: Any, frame_mask: Any, prev_r2: Any,
              prev_prob: Any) -> Any:
-        """One propagation step: the target frame's probabilities ``[K, hp, wp, 1]`` from the previous frame's."""
+        """One propagation step: the target frame's outputs from the previous frame's probabilities."""
 
     def step_chains(self, targets: Sequence[dict[str, Any]], annotated_r5: Any, fused: Any, frame_mask: Any,
                     prev_r2s: Sequence[Any], prev_probs: Sequence[Any]) -> list[Any]:
         """:meth:`step` for D independent chains (e.g. a round's backward and forward chains) that share the
-        annotated frames -> D probabilities ``[K, hp, wp, 1]``. This default runs them one after the other; a
+        annotated frames -> D outputs. This default runs them one after the other; a
         network can run them as one batch."""
         return [self.step(target, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
                 for target, prev_r2, prev_prob in zip(targets, prev_r2s, prev_probs, strict=True)]
+
+    def probabilities(self, outputs: Any) -> Any:
+        """The probabilities ``[K, hp, wp, 1]`` of :meth:`annotate`'s or :meth:`step`'s outputs."""
+        return outputs
+
+    def logits(self, outputs: Any) -> Any | None:
+        """The outputs' logits at 1/:attr:`logits_stride` before the last upsampling and sigmoid, or None."""
+        return None
 
     @property
     def trace_counts(self) -> dict[str, int]:
@@ -90,7 +105,7 @@ def _compiled(config: ModelConfig) -> _Compiled:
     def annotate(variables, images, interaction):
         traces["anet"] += 1
         logits, aux = anet.apply(variables, images, interaction)
-        return jax.nn.sigmoid(logits), aux["indicator"]
+        return (jax.nn.sigmoid(logits), aux["coarse"]), aux["indicator"]
 
     def encode(variables, images):
         # With conv1x1's target half: it depends on the frame alone, so it is cached with the features.
@@ -104,9 +119,9 @@ def _compiled(config: ModelConfig) -> _Compiled:
         return tnet.apply(variables, indicator, method=TransferNet.fuse_global)
 
     def decode(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
-        logits, _ = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
-                               method=TransferNet.decode_split)
-        return jax.nn.sigmoid(logits)
+        logits, aux = tnet.apply(variables, target, annotated_r5, fused, prev_r2, prev_prob, frame_mask,
+                                 method=TransferNet.decode_split)
+        return jax.nn.sigmoid(logits), aux["coarse"]
 
     def step(variables, target, annotated_r5, fused, frame_mask, prev_r2, prev_prob):
         traces["step"] += 1
@@ -119,7 +134,7 @@ def _compiled(config: ModelConfig) -> _Compiled:
         stack = functools.partial(jax.tree_util.tree_map, lambda *xs: jax.numpy.stack(xs))
         out = jax.vmap(decode, in_axes=(None, 0, None, None, None, 0, 0))(
             variables, stack(*targets), annotated_r5, fused, frame_mask, stack(*prev_r2s), stack(*prev_probs))
-        return list(out)
+        return [(probabilities, logits) for probabilities, logits in zip(*out, strict=True)]
 
     return _Compiled(jax.jit(annotate), jax.jit(encode), jax.jit(fuse), jax.jit(step), jax.jit(step_chains), traces)
 
@@ -136,7 +151,10 @@ class ATNetPredictor(Predictor):
         activations cast), for GPUs and TPUs; batch norm, softmax and the probabilities stay float32.
 
     Predictors of one config share their compiled calls, so a second session on the same shapes compiles nothing.
+    Outputs are ``(probabilities [K, hp, wp, 1], logits [K, hp / 4, wp / 4, 1])``.
     """
+
+    logits_stride = 4
 
     def __init__(self, variables: dict[str, Any], config: ModelConfig, precision: str = "float32") -> None:
         if precision not in PRECISIONS:
@@ -166,6 +184,12 @@ class ATNetPredictor(Predictor):
         """:meth:`step` for D chains in one jitted call (one compile per D)."""
         return self._compiled.step_chains(self._variables["tnet"], list(targets), annotated_r5, fused, frame_mask,
                                           list(prev_r2s), list(prev_probs))
+
+    def probabilities(self, outputs: Any) -> Any:
+        return outputs[0]
+
+    def logits(self, outputs: Any) -> Any:
+        return outputs[1]
 
     @property
     def trace_counts(self) -> dict[str, int]:

@@ -175,7 +175,7 @@ class TransferNet(nn.Module):
             softmax_axis=cfg.local_softmax,
         )
         logits, dec = self.decoder_prop(r5cat, target["r3"], t_r2, local, train=train)
-        return logits, {"local": local, "prev_ds": prev_ds, "m2": dec["m2"]}
+        return logits, {"local": local, "prev_ds": prev_ds, "m2": dec["m2"], "coarse": dec["coarse"]}
 
     def __call__(
         self,

@@ -246,7 +246,7 @@ class Controller:
         self._drop_redo()
         state = self.session.snapshot(copy=False)  # read at once, on the model thread: nothing changes it meanwhile
         if objects is None:
-            self.history.write_state(index, state, len(self.objects), changed)
+            self.history.write_state(index, state, len(self.objects), changed, logits=self.session.last_round)
         else:
             self.history.write_state(index, state, len(self.objects), [], objects=objects)
         if step.kind == "round":

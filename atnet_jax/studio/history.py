@@ -5,8 +5,9 @@ Workspace folder::
     studio.json            the video (named fields), the weights, the objects (names, colours), the list of steps,
                            the mask version clock
     steps/0001/            the session's state after step 1 (an undone step's folder stays, for redo, until a
-                           new step takes its index): probabilities.bin (the probabilities [K, h, w] float32
-                           of the frames the step changed, one losslessly compressed chunk per frame),
+                           new step takes its index): probabilities.bin (per frame the step changed, one
+                           losslessly compressed chunk: the round's logits [K, h/4, w/4] float32 where the
+                           probabilities are recomputed from them, else the probabilities [K, h, w] float32),
                            indicators.bin (A-Net's indicators [h, w, C] float32 per annotated frame and object that
                            no earlier step holds, compressed the same way), state.json (annotated frames, strokes,
                            which frames probabilities.bin holds and where, where each indicator is, and for an
@@ -18,14 +19,23 @@ Workspace folder::
 
 A round stores only the frames it changed; the others are read from earlier steps. An object edit stores no
 probabilities: an added object is a zero plane, a removed one a selection of the previous step's objects, recorded
-as ``"objects"`` (per object, its index in the previous step or -1 for zeros). A frame's chunk is its float32 bits
-through a second-order difference along the width and the height (integer, modulo 2**32: smooth maps leave small
-residuals), zigzagged, then Blosc (zstd, byte shuffle): exact to the bit, about 1.8x smaller than the raw floats on
-real probability maps (see experiments/bench_studio.py).
+as ``"objects"`` (per object, its index in the previous step or -1 for zeros).
+
+A round's frame is stored as the network's logits before their last upsampling (:attr:`Session.last_round`): 16x
+fewer values, from which the probabilities come back to the bit as
+``blend(expand_logits(logits), previous, alpha)`` (:mod:`atnet_jax.models.expand` uses IEEE basic operations only,
+so any machine recomputes the same bits), ``previous`` being the frame after the step before. The session checks
+that its ``previous`` is the history's (a CRC-32 of each stored frame is kept); where it is not, where the
+predictor gives no logits, or after ``MAX_CHAIN`` steps in a row that need their previous frame, the probabilities
+themselves are stored. Reading checks each recomputed frame against its CRC-32.
+
+A chunk is its float32 bits through a second-order difference along the width and the height (integer, modulo
+2**32: smooth maps leave small residuals), zigzagged, then Blosc (zstd, byte shuffle): exact to the bit, about 1.8x
+smaller than the raw floats on real probability maps (see experiments/bench_studio.py).
 
 Format 1 (before compression) stored ``probabilities.npy`` [F, K, h, w] with every frame after an object edit, and
-every step's indicators as ``indicators.npy`` [R, K, h, w, C]; its steps are still read, and a workspace of format 1
-continues in format 2.
+every step's indicators as ``indicators.npy`` [R, K, h, w, C]; format 2 stored every changed frame's probabilities
+(no logits, no CRC). Both are still read, and such a workspace continues in format 3.
 
 A step's folder is written beside its final name and renamed into place, then ``studio.json`` is replaced
 atomically; a crash loses at most the running step. Every step's state lives on disk, not in memory, so undo
@@ -39,23 +49,28 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from atnet_jax.errors import InputError
-from atnet_jax.inference.session import SessionState
+from atnet_jax.inference.plan import blend
+from atnet_jax.inference.rounds import RoundLogits, SessionState, frame_crc
 from atnet_jax.io.masks import write_mask
 from atnet_jax.io.safe import replace_dir, staging_dir, write_json
+from atnet_jax.models.expand import expand_logits
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 META_FILE = "studio.json"
 PROBABILITIES = "probabilities.bin"
 INDICATORS = "indicators.bin"
 CODEC = "delta2-zigzag-blosc-zstd1-shuffle"
+MAX_CHAIN = 4
+"""Steps in a row whose frames are recomputed from the frame before (weights below 1) before one is stored whole:
+it bounds the work of reading a frame back."""
 
 
 def _difference(x: np.ndarray, axis: int) -> np.ndarray:
@@ -254,23 +269,31 @@ class History:
         return all((self.step_dir(i) / "state.json").is_file() for i in range(first, first + count))
 
     def write_state(self, index: int, state: SessionState, num_objects: int, changed: Sequence[int] | None, *,
-                    objects: Sequence[int] | None = None) -> None:
+                    objects: Sequence[int] | None = None, logits: RoundLogits | None = None) -> None:
         """``state`` as step ``index``: written beside its folder, then renamed into place.
 
         ``changed``: the frames whose probabilities changed since the previous step (a round's range); only
         those are written, the others are read from earlier steps. None writes every frame. ``objects``: for an
         object edit, each object's index in the previous step's probabilities, -1 for a new (zero) object; the
-        frames not in ``changed`` are then that selection of the previous step's, which is not written again."""
+        frames not in ``changed`` are then that selection of the previous step's, which is not written again.
+        ``logits``: the round's (:attr:`Session.last_round`), stored instead of the probabilities of the frames
+        they recompute exactly from step ``index - 1``."""
         frames = list(range(self.num_frames)) if changed is None else sorted(set(changed))
         final = self.step_dir(index)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = staging_dir(final)
         try:
-            chunks = []
+            chunks, from_logits, records = [], {}, {}
             with open(tmp / PROBABILITIES, "wb") as out:
                 for t in frames:
-                    data = encode_frame(np.asarray(state.probabilities[t], np.float32))
-                    chunks.append([out.tell(), len(data)])
+                    probabilities = np.asarray(state.probabilities[t], np.float32)
+                    row = self._logits_row(index, t, logits, num_objects, records)
+                    if row is not None:
+                        from_logits[str(t)] = row
+                        data = encode_frame(logits.logits[t])  # type: ignore[union-attr]
+                    else:
+                        data = encode_frame(probabilities)
+                    chunks.append([out.tell(), len(data), frame_crc(probabilities)])
                     out.write(data)
             # A-Net's indicators, per annotated frame and object: a plane stored once, then referenced by later
             # steps for as long as it stays the same (a round changes its frame's only).
@@ -292,6 +315,10 @@ class History:
             record = {"format": FORMAT, "annotated": state.annotated, "strokes": strokes, "num_objects": num_objects,
                       "frame_shape": list(self.prob_shape), "frames": frames, "chunks": chunks, "codec": CODEC,
                       "indicators": planes, "indicator_shape": plane_shape}
+            if from_logits:
+                assert logits is not None
+                record["logits"] = {"stride": logits.stride, "window": list(logits.window),
+                                    "shape": list(logits.logits.frame_shape), "rows": from_logits}
             if objects is not None:
                 record["objects"] = [int(i) for i in objects]
             (tmp / "state.json").write_text(json.dumps(record))
@@ -299,6 +326,46 @@ class History:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _logits_row(self, index: int, t: int, logits: RoundLogits | None, num_objects: int,
+                    records: dict[int, dict]) -> list | None:
+        """``[alpha, chain]`` where step ``index`` can store frame ``t`` as the round's ``logits`` (``chain``: the
+        steps in a row, this one included, whose frame needs the one before), None where it stores the
+        probabilities."""
+        if logits is None or t not in logits.alphas or logits.logits.frame_shape[0] != num_objects:
+            return None
+        alpha = float(logits.alphas[t])
+        if alpha >= 1.0:
+            return [alpha, 0]
+        chain, crc = self._chain_and_crc(index - 1, t, num_objects, records)
+        if chain + 1 > MAX_CHAIN or crc != logits.before_crc.get(t):
+            return None
+        return [alpha, chain + 1]
+
+    def _chain_and_crc(self, index: int, t: int, num_objects: int, records: dict[int, dict]) -> tuple[int, int]:
+        """Frame ``t`` after step ``index`` (``num_objects`` objects): the chain of its last stored row and its
+        :func:`frame_crc`. ``records``: the step records read so far."""
+        i, selected = index, False
+        while i >= 1:
+            if i not in records:
+                records[i] = self._load_record(i)
+            record = records[i]
+            row = record["rows"].get(t)
+            if row is not None:
+                chunk = record["chunks"][row] if "chunks" in record else []  # format 1: none
+                logits_rows = record.get("logits", {}).get("rows", {})
+                chain = logits_rows[str(t)][1] if str(t) in logits_rows else 0
+                if len(chunk) > 2 and not selected:
+                    return chain, int(chunk[2])
+                break
+            selected = selected or "objects" in record
+            i -= 1
+        else:  # never written: zeros
+            return 0, frame_crc(np.zeros((num_objects, *self.prob_shape), np.float32))
+        _, frame = next(self._read_frames(index, [t]))
+        if frame is None:
+            frame = np.zeros((num_objects, *self.prob_shape), np.float32)
+        return chain, frame_crc(frame)
 
     def _indicator_planes(self, index: int) -> dict[str, list[int]]:
         """Step ``index``'s indicator planes: content hash -> [step, offset, length] (none before format 2)."""
@@ -330,22 +397,22 @@ class History:
             record = json.loads((folder / "state.json").read_text(encoding="utf-8"))
             if record.get("format", 1) == 1:  # probabilities.npy: the listed frames' rows, every frame when full
                 record["num_objects"] = int(np.load(folder / "probabilities.npy", mmap_mode="r").shape[1])
-            elif record["format"] != FORMAT or record.get("codec") != CODEC:
+            elif record["format"] not in (2, 3) or record.get("codec") != CODEC:
                 raise ValueError(f"unknown step format {record.get('format')!r} / codec {record.get('codec')!r}")
             record["rows"] = {int(t): row for row, t in enumerate(record["frames"])}
             return record
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise InputError(f"{folder}: cannot read the saved step ({err})") from err
 
-    def read_state(self, index: int) -> SessionState:
-        """Step ``index``'s state: each frame's probabilities from the latest step up to ``index`` that wrote
-        it, through the object selections of the object edits in between (frames no step wrote are the start's
-        zeros)."""
+    def _read_frames(self, index: int, frames: Sequence[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+        """``(t, probabilities)`` of ``frames`` after step ``index``, one by one (None: zeros, no step wrote the
+        frame): each from
+        the latest step up to ``index`` that wrote it, through the object selections of the object edits in
+        between, and recomputed from the frame before where that step stored the round's logits."""
         records = {i: self._load_record(i) for i in range(index, 0, -1)}
-        state, folder = records[index], self.step_dir(index)
         opened: dict[int, Any] = {}
 
-        def stored(i: int, t: int) -> np.ndarray:
+        def chunk(i: int, t: int, shape: tuple[int, ...]) -> np.ndarray:
             record, row = records[i], records[i]["rows"][t]
             if record.get("format", 1) == 1:
                 if i not in opened:
@@ -353,34 +420,64 @@ class History:
                 return np.asarray(opened[i][row], np.float32)
             if i not in opened:
                 opened[i] = open(self.step_dir(i) / PROBABILITIES, "rb")  # noqa: SIM115 (closed below)
-            offset, length = record["chunks"][row]
+            offset, length = record["chunks"][row][:2]
             opened[i].seek(offset)
-            return decode_frame(opened[i].read(length), (record["num_objects"], *self.prob_shape))
+            return decode_frame(opened[i].read(length), shape)
 
+        def frame_at(i: int, t: int) -> np.ndarray | None:
+            # Back to the step that stored the frame whole (or to the start), then forward through the steps.
+            chain: list[tuple[int, str]] = []
+            while i >= 1:
+                record = records[i]
+                if t in record["rows"]:
+                    logits = record.get("logits", {}).get("rows", {}).get(str(t))
+                    if logits is None:
+                        chain.append((i, "stored"))
+                        break
+                    chain.append((i, "logits"))
+                    if logits[0] >= 1.0:
+                        break
+                elif "objects" in record:
+                    chain.append((i, "objects"))
+                i -= 1
+            frame: np.ndarray | None = None
+            for i, kind in reversed(chain):
+                record = records[i]
+                if kind == "objects":
+                    frame = None if frame is None else select_objects(frame, record["objects"])
+                elif kind == "stored":
+                    frame = chunk(i, t, (record["num_objects"], *self.prob_shape))
+                else:
+                    meta = record["logits"]
+                    alpha = float(meta["rows"][str(t)][0])
+                    new = expand_logits(chunk(i, t, tuple(meta["shape"])), int(meta["stride"]), tuple(meta["window"]))
+                    frame = np.asarray(blend(new, frame, alpha), np.float32)
+                    if frame_crc(frame) != record["chunks"][record["rows"][t]][2]:
+                        raise ValueError(f"frame {t} of step {i} does not recompute to the probabilities saved")
+            return frame
+
+        try:
+            for t in frames:
+                yield t, frame_at(index, t)
+        finally:
+            for handle in opened.values():
+                if hasattr(handle, "close"):
+                    handle.close()
+
+    def read_state(self, index: int) -> SessionState:
+        """Step ``index``'s state: every frame as :meth:`_read_frames` reads it (frames no step wrote are the
+        start's zeros)."""
+        state, folder = self._load_record(index), self.step_dir(index)
         try:
             indicators = self._read_indicators(state, folder)
             # A file-backed scratch array, so that undo keeps the server's memory flat on long videos.
             probabilities = np.memmap(tempfile.TemporaryFile(), np.float32, "w+",
                                       shape=(self.num_frames, state["num_objects"], *self.prob_shape))
-            for t in range(self.num_frames):
-                selections = []
-                i = index
-                while i >= 1 and t not in records[i]["rows"]:
-                    if "objects" in records[i]:
-                        selections.append(records[i]["objects"])
-                    i -= 1
-                if i < 1:  # no step wrote it: the start's zeros (any selection of zeros is zeros)
-                    continue
-                frame = stored(i, t)
-                for selection in reversed(selections):
-                    frame = select_objects(frame, selection)
-                probabilities[t] = frame
+            for t, frame in self._read_frames(index, range(self.num_frames)):
+                if frame is not None:
+                    probabilities[t] = frame
         except (OSError, ValueError, KeyError, IndexError) as err:
             raise InputError(f"{folder}: cannot read the saved step ({err})") from err
-        finally:
-            for handle in opened.values():
-                if hasattr(handle, "close"):
-                    handle.close()
         return SessionState(probabilities, [int(a) for a in state["annotated"]],
                             {int(t): s for t, s in state["strokes"].items()}, indicators)
 
