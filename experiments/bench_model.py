@@ -10,9 +10,11 @@ timings do not depend on their values. Beside each time: the call's floating-poi
 cost analysis counts them (``compiled.cost_analysis()``) and the GFLOP/s achieved, so that efficiency reads
 the same on any machine (times alone compare only within one run on one machine).
 
-T-Net per target frame, as a session runs it: the encoder (with conv1x1's target half, cached per frame) and
-the split decode (``decode_split``: the global transfer on indicators already through conv1x1's global half,
-computed once per annotated frame and object per round); the unsplit ``decode`` is shown for comparison.
+T-Net per target frame, as a session runs it: ``encode_split`` (the encoder with conv1x1's target half and the
+decoder's refine skip branches, cached per frame) and the split decode (``decode_split``: the skip maps read from
+the cache, the global transfer on indicators already through conv1x1's global half, computed once per annotated
+frame and object per round). For comparison: the split decode that recomputes the skip branches, and the unsplit
+``decode`` (conv1x1 whole and the skip branches in every call).
 """
 from __future__ import annotations
 
@@ -100,15 +102,14 @@ def worker(height: int, width: int, repeats: int, unsplit: bool = True, precisio
     record("anet", _timed(lambda v, x, i: anet.apply(v, x, i)[0], variables["anet"], image, interaction,
                           repeats=repeats))
 
-    def encode(v, x):  # what a session caches per frame: the features and conv1x1's target half
-        feats = tnet.apply(v, x, method=TransferNet.encode)
-        return {"r2": feats["r2"], "r3": feats["r3"], "r5": feats["r5"],
-                "r5_fused": tnet.apply(v, feats["r5"], method=TransferNet.fuse_target)}
-
+    # What a session caches per frame: r2, r5, conv1x1's target half and the decoder's skip maps.
+    encode = functools.partial(tnet.apply, method=TransferNet.encode_split)
     record("tnet_encode", _timed(encode, variables["tnet"], image, repeats=repeats))
     feats = jax.jit(encode)(variables["tnet"], image)
+    raw = jax.jit(functools.partial(tnet.apply, method=TransferNet.encode))(variables["tnet"], image)
     decode = functools.partial(tnet.apply, method=TransferNet.decode)
     decode_split = functools.partial(tnet.apply, method=TransferNet.decode_split)
+    skips = functools.partial(tnet.apply, method=TransferNet.skips)
     fuse_global = functools.partial(tnet.apply, method=TransferNet.fuse_global)
     c5 = cfg.out_channels[3]
     for objects in (1, 2):
@@ -120,9 +121,13 @@ def worker(height: int, width: int, repeats: int, unsplit: bool = True, precisio
             lambda v, t, a, i, r2, p: decode_split(v, t, a, i, r2, p)[0],
             variables["tnet"], feats, feats["r5"][None], fused, feats["r2"], prev_prob, repeats=repeats))
         if unsplit:
+            cached = {k: feats[k] for k in ("r2", "r5", "r5_fused")}
+            record(f"tnet_recomputed_{objects}obj", _timed(
+                lambda v, t, r, a, i, r2, p: decode_split(v, {**t, **skips(v, r)}, a, i, r2, p)[0],
+                variables["tnet"], cached, raw, feats["r5"][None], fused, feats["r2"], prev_prob, repeats=repeats))
             record(f"tnet_unsplit_{objects}obj", _timed(
                 lambda v, t, a, i, r2, p: decode(v, t, a, i, r2, p)[0],
-                variables["tnet"], feats, feats["r5"][None], indicators, feats["r2"], prev_prob, repeats=repeats))
+                variables["tnet"], raw, feats["r5"][None], indicators, feats["r2"], prev_prob, repeats=repeats))
     result["tnet_step_s"] = result["tnet_encode_s"] + result["tnet_decode_1obj_s"]
     result["tnet_step_gflop"] = result["tnet_encode_gflop"] + result["tnet_decode_1obj_gflop"]
     # The peak measured again at the end: the faster of the two counts (a load that came and went between them
@@ -152,12 +157,14 @@ def _print_table(rows: list[dict], cpu: str, precision: str) -> None:
         ("3x3 conv 256->256 at 1/4 (the peak)", lambda r: _rate(r, "conv_peak")),
         ("A-Net compile [s]", lambda r: f"{r['anet_compile_s']:.1f}"),
         ("A-Net forward, 1 object", lambda r: _rate(r, "anet")),
-        ("T-Net encoder + conv1x1 target half (once per frame)", lambda r: _rate(r, "tnet_encode")),
+        ("T-Net encoder + conv1x1 target half + skip maps (once per frame)", lambda r: _rate(r, "tnet_encode")),
         ("T-Net decode compile [s]", lambda r: f"{r['tnet_decode_1obj_compile_s']:.1f}"),
-        ("T-Net decode (split), 1 object", lambda r: _rate(r, "tnet_decode_1obj")),
-        ("T-Net decode (split), 2 objects", lambda r: _rate(r, "tnet_decode_2obj")),
-        ("T-Net decode (unsplit conv1x1), 1 object", lambda r: _rate(r, "tnet_unsplit_1obj")),
-        ("T-Net decode (unsplit conv1x1), 2 objects", lambda r: _rate(r, "tnet_unsplit_2obj")),
+        ("T-Net decode (split, cached skip maps), 1 object", lambda r: _rate(r, "tnet_decode_1obj")),
+        ("T-Net decode (split, cached skip maps), 2 objects", lambda r: _rate(r, "tnet_decode_2obj")),
+        ("T-Net decode (split, skip maps recomputed), 1 object", lambda r: _rate(r, "tnet_recomputed_1obj")),
+        ("T-Net decode (split, skip maps recomputed), 2 objects", lambda r: _rate(r, "tnet_recomputed_2obj")),
+        ("T-Net decode (unsplit conv1x1 and skips), 1 object", lambda r: _rate(r, "tnet_unsplit_1obj")),
+        ("T-Net decode (unsplit conv1x1 and skips), 2 objects", lambda r: _rate(r, "tnet_unsplit_2obj")),
         ("conv1x1 global half, per annotated frame, 1 obj", lambda r: _rate(r, "tnet_fuse_1obj")),
         ("T-Net step (encode + split decode), 1 object", lambda r: _rate(r, "tnet_step")),
         ("peak RSS [MB]", lambda r: f"{r['peak_rss_mb']:.0f}"),
@@ -190,7 +197,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--skip-kernels", action="store_true", help="skip the local-transfer kernel comparison")
     parser.add_argument("--skip-unsplit", action="store_true",
-                        help="skip T-Net's decode with the unsplit conv1x1 (the comparison)")
+                        help="skip the comparisons: T-Net's split decode with the skip maps recomputed, and the "
+                             "unsplit decode")
     parser.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                         help="the networks' compute precision (bf16: bfloat16 convolutions and matmuls; the peak "
                              "conv stays float32)")

@@ -12,9 +12,12 @@ encoder features. Each object count runs in its own process so that peak RSS is 
 backward and forward chains run one after the other (the released order) and as one batch per step, side by
 side in one process (alternating, on the same frames, weights and interaction); prints seconds (wall and the
 process's CPU time: other load on the machine inflates the first), the ratio, the masks equal between the two
-and the CPU. ``--later`` adds a second round on the same frame (encoder features cached).
+and the CPU. ``--later`` adds a second round on the same frame (encoder features cached). ``--round 2`` times
+round 2 instead: round 1 on the frame three quarters in (every frame encoded, untimed), then the timed round in
+the middle, every frame's features from the cache (both schedules start from the same state after round 1).
 
     python experiments/bench_session.py --mid-video --frames 60 --height 480 --width 854 --size 240
+    python experiments/bench_session.py --mid-video --round 2 --frames 60 --height 480 --width 854 --objects 1
 
 ``--robot-rounds N``: instead, N rounds on a generated video with ground truth (:mod:`atnet_jax.data.synthetic`),
 the first from its generated scribble, each later one from the DAVIS robot's scribble on the worst frame, as
@@ -98,7 +101,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def mid_video_worker(frames: int, height: int, width: int, size: int, objects: int, reps: int, later: bool) -> dict:
+def mid_video_worker(frames: int, height: int, width: int, size: int, objects: int, reps: int, later: bool,
+                     round_no: int = 1) -> dict:
     import time
 
     import numpy as np
@@ -111,21 +115,33 @@ def mid_video_worker(frames: int, height: int, width: int, size: int, objects: i
     Session(video[:3], predictor, num_objects=objects, size=size).warmup()
     compile_s = time.perf_counter() - start
     middle = frames // 2
-    rounds = ["first", "later"] if later else ["first"]
+    rounds = (["first", "later"] if round_no == 1 else ["second", "third"])[: 2 if later else 1]
+    if round_no == 2:  # round 1 once, untimed; each timed round starts from its state
+        prior = Session(video, predictor, num_objects=objects, size=size)
+        prior.warmup()
+        prior.interact_maps(3 * frames // 4, *maps(len(rounds)))
+        state = prior.snapshot()
     seconds: dict[str, dict[str, list[tuple[float, float]]]] = {
         r: {"sequential": [], "batched": []} for r in rounds}
     labels: dict[str, dict[str, np.ndarray]] = {r: {} for r in rounds}
     for _ in range(reps):
         for schedule in ("sequential", "batched"):  # alternating, so that load on the machine hits both alike
-            session = Session(video, predictor, num_objects=objects, size=size)
+            if round_no == 2:
+                session = prior
+                session.restore(state)
+            else:
+                session = Session(video, predictor, num_objects=objects, size=size)
+                session.warmup()
             session._batch_chains = schedule == "batched"
-            session.warmup()
             for i, name in enumerate(rounds):
                 wall, cpu = time.perf_counter(), time.process_time()
                 session.interact_maps(middle, *maps(i))
                 seconds[name][schedule].append((time.perf_counter() - wall, time.process_time() - cpu))
                 labels[name][schedule] = np.asarray(session.labels)
-            session.close()
+            if round_no == 1:
+                session.close()
+    if round_no == 2:
+        prior.close()
     out = {"objects": objects, "compile_s": compile_s, "rounds": {}}
     for name in rounds:
         seq, bat = (min(seconds[name][s], key=lambda x: x[0]) for s in ("sequential", "batched"))
@@ -183,6 +199,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=240, help="processing size (--mid-video)")
     parser.add_argument("--reps", type=int, default=1, help="repetitions of each schedule (--mid-video)")
     parser.add_argument("--later", action="store_true", help="also a later round on the frame (--mid-video)")
+    parser.add_argument("--round", type=int, choices=(1, 2), default=1,
+                        help="the timed round (--mid-video): 2 = after an untimed round 1 three quarters in, every "
+                             "frame's features cached")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mid_video:
@@ -224,23 +243,26 @@ def main() -> None:
 def mid_video(args: argparse.Namespace) -> None:
     if args.worker:
         print(json.dumps(mid_video_worker(args.frames, args.height, args.width, args.size, args.worker, args.reps,
-                                          args.later)))
+                                          args.later, args.round)))
         return
     rows = []
     for objects in map(int, args.objects.split(",")):
         print(f"measuring {objects} object(s) ...", flush=True)
         command = [sys.executable, __file__, "--mid-video", "--frames", str(args.frames), "--height",
                    str(args.height), "--width", str(args.width), "--size", str(args.size), "--reps",
-                   str(args.reps), "--worker", str(objects), *(["--later"] if args.later else [])]
+                   str(args.reps), "--round", str(args.round), "--worker", str(objects),
+                   *(["--later"] if args.later else [])]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"\na round annotated on frame {args.frames // 2} of {args.frames} ({args.height}x{args.width} processed "
-          f"at {args.size}), full-size networks (random weights), float32, {cpu_name()}")
-    print(f"  {'objects':>7}  {'round':>5}  {'sequential [s]':>14}  {'batched [s]':>11}  {'ratio':>5}  "
+    after = (f", after round 1 on frame {3 * args.frames // 4} (every frame's features cached)" if args.round == 2
+             else "")
+    print(f"\na round annotated on frame {args.frames // 2} of {args.frames}{after} ({args.height}x{args.width} "
+          f"processed at {args.size}), full-size networks (random weights), float32, {cpu_name()}")
+    print(f"  {'objects':>7}  {'round':>6}  {'sequential [s]':>14}  {'batched [s]':>11}  {'ratio':>5}  "
           f"{'CPU s seq / batched':>19}  {'ratio':>5}  {'masks equal':>11}")
     for r in rows:
         for name, x in r["rounds"].items():
-            print(f"  {r['objects']:>7}  {name:>5}  {x['sequential_s']:>14.1f}  {x['batched_s']:>11.1f}  "
+            print(f"  {r['objects']:>7}  {name:>6}  {x['sequential_s']:>14.1f}  {x['batched_s']:>11.1f}  "
                   f"{x['batched_s'] / x['sequential_s']:>5.2f}  "
                   f"{x['sequential_cpu_s']:>9.1f} / {x['batched_cpu_s']:<7.1f}  "
                   f"{x['batched_cpu_s'] / x['sequential_cpu_s']:>5.2f}  {x['equal_pct']:>10.3f}%")

@@ -150,15 +150,18 @@ def test_tnet_matches_reference(n, variables, golden, anet_outputs, tnet_encodin
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_tnet_with_conv1x1_split_matches_reference(n, variables, golden, anet_outputs, tnet_encodings):
-    """What sessions run: conv1x1's target half cached with the frame's features, its global half applied to the
-    indicators before the global transfer (a linear layer commutes with the weighted sum)."""
+    """What sessions run: conv1x1's target half and the refine modules' skip maps cached with the frame's features,
+    conv1x1's global half applied to the indicators before the global transfer (a linear layer commutes with the
+    weighted sum)."""
     net = TransferNet(paper_model_config())
     frames = [0] if n == 1 else [0, 2]
     annotated_r5 = jnp.stack([tnet_encodings[f]["r5"] for f in frames])
     indicators = jnp.stack([anet_outputs[f"anet_r1_f{f}"][1]["indicator"] for f in frames])
-    target = dict(tnet_encodings[1])
+    target = {k: tnet_encodings[1][k] for k in ("r2", "r5")}  # as encode_split gives it: no r3
     target["r5_fused"] = jax.jit(functools.partial(net.apply, method=TransferNet.fuse_target))(
         variables["tnet"], target["r5"])
+    target.update(jax.jit(functools.partial(net.apply, method=TransferNet.skips))(variables["tnet"],
+                                                                                   tnet_encodings[1]))
     fused = jax.jit(functools.partial(net.apply, method=TransferNet.fuse_global))(variables["tnet"], indicators)
     decode = jax.jit(functools.partial(net.apply, method=TransferNet.decode_split))
     logits, aux = decode(variables["tnet"], target, annotated_r5, fused, tnet_encodings[0]["r2"],

@@ -161,7 +161,8 @@ def test_conv1x1_split_equals_the_unsplit_network(tiny_config, tiny_variables, m
     v = tiny_variables["tnet"]
     whole, aux = jax.jit(functools.partial(net.apply, method=TransferNet.decode))(
         v, target, annotated_r5, indicators, prev_r2, prev_prob, frame_mask)
-    fused = {**target, "r5_fused": net.apply(v, target["r5"], method=TransferNet.fuse_target)}
+    fused = {**target, "r5_fused": net.apply(v, target["r5"], method=TransferNet.fuse_target),
+             **net.apply(v, target, method=TransferNet.skips)}
     fused_ind = net.apply(v, indicators, method=TransferNet.fuse_global)
     split, aux_split = jax.jit(functools.partial(net.apply, method=TransferNet.decode_split))(
         v, fused, annotated_r5, fused_ind, prev_r2, prev_prob, frame_mask)
@@ -173,3 +174,57 @@ def test_conv1x1_split_equals_the_unsplit_network(tiny_config, tiny_variables, m
     np.testing.assert_allclose(aux["r5cat"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     np.testing.assert_allclose(aux_split["r5cat"], aux["r5cat"], rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     np.testing.assert_allclose(split, whole, rtol=1e-4, atol=1e-4 * float(jnp.abs(whole).max()))
+
+
+def _conv3x3(x: np.ndarray, params: dict) -> np.ndarray:
+    """A 3x3 conv with bias, padding 1, straight from a Flax ``Conv``'s parameters (NumPy, float64)."""
+    kernel, bias = np.asarray(params["kernel"], np.float64), np.asarray(params["bias"], np.float64)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[1:3]
+    return sum(padded[:, i : i + h, j : j + w] @ kernel[i, j] for i in range(3) for j in range(3)) + bias
+
+
+def test_skip_maps_are_the_refine_modules_skip_branches(tiny_config, tiny_variables):
+    """``encode_split``'s s3 and s2 against the refine modules' skip branch written out in NumPy from the
+    released parameter names: ``s = FS1(f); s + FS3(relu(FS2(relu(s))))`` on r3 and r2."""
+    net, _, _, _, _, _, image = _tnet_inputs(tiny_config, tiny_variables, 1, 1)
+    v = tiny_variables["tnet"]
+    feats = jax.jit(functools.partial(net.apply, method=TransferNet.encode))(v, image)
+    split = jax.jit(functools.partial(net.apply, method=TransferNet.encode_split))(v, image)
+    assert set(split) == {"r2", "r5", "r5_fused", "s3", "s2"}
+    relu = lambda x: np.maximum(x, 0)  # noqa: E731
+    for name, level in (("s3", "r3"), ("s2", "r2")):
+        p = v["params"]["decoder_prop"]["RF" + level[1]]
+        s = _conv3x3(np.asarray(feats[level], np.float64), p["convFS1"])
+        s = s + _conv3x3(relu(_conv3x3(relu(s), p["convFS2"])), p["convFS3"])
+        assert split[name].shape == (1, *feats[level].shape[1:3], tiny_config.decoder_width)
+        np.testing.assert_allclose(split[name], s, rtol=1e-5, atol=1e-5 * np.abs(s).max())
+    np.testing.assert_array_equal(split["r2"], feats["r2"])
+
+
+@pytest.mark.parametrize("mask", [None, (True, False, True)])
+def test_step_with_cached_skip_maps_equals_the_unsplit_decode(tiny_config, tiny_variables, mask):
+    """What a session runs (``encode`` once per frame with the skip maps, then ``step`` and ``step_chains`` read
+    them) gives the unsplit ``decode``'s probabilities (skip branches recomputed in the decode) within 1e-5."""
+    from atnet_jax.models.predictor import ATNetPredictor
+
+    net, target, annotated_r5, indicators, prev_r2, prev_prob, image = _tnet_inputs(tiny_config, tiny_variables, 3, 2)
+    frame_mask = jnp.ones((3,), bool) if mask is None else jnp.array(mask)
+    decode = jax.jit(functools.partial(net.apply, method=TransferNet.decode))
+    logits, _ = decode(tiny_variables["tnet"], target, annotated_r5, indicators, prev_r2, prev_prob, frame_mask)
+    expected = np.asarray(jax.nn.sigmoid(logits))
+    assert expected.std() > 1e-2  # the outputs vary: a difference in the skip maps would show
+
+    predictor = ATNetPredictor(tiny_variables, tiny_config)
+    cached = predictor.encode(image)
+    assert "r3" not in cached  # read by the skip branch alone
+    np.testing.assert_allclose(cached["r2"], target["r2"], rtol=1e-6, atol=1e-6)
+    fused = predictor.fuse(indicators)
+    step = predictor.step(cached, annotated_r5, fused, frame_mask, prev_r2, prev_prob)
+    np.testing.assert_allclose(predictor.probabilities(step), expected, atol=1e-5, rtol=0)
+    chains = [predictor.probabilities(out) for out in predictor.step_chains(
+        [cached, cached], annotated_r5, fused, frame_mask, [prev_r2, target["r2"]], [prev_prob, prev_prob[::-1]])]
+    np.testing.assert_allclose(chains[0], expected, atol=1e-5, rtol=0)
+    other, _ = decode(tiny_variables["tnet"], target, annotated_r5, indicators, target["r2"], prev_prob[::-1],
+                      frame_mask)
+    np.testing.assert_allclose(chains[1], jax.nn.sigmoid(other), atol=1e-5, rtol=0)

@@ -54,11 +54,17 @@ def test_bf16_session_keeps_float32_probabilities(tiny_config, tiny_variables):
     positive[0, 20:28, 24:40] = 1
     sessions = {p: Session(frames, ATNetPredictor(tiny_variables, tiny_config, precision=p), num_objects=1)
                 for p in ("float32", "bf16")}
+    # bf16 features (encoder maps, skip maps) spilled to disk come back bit for bit
+    sessions["spilled"] = Session(frames, ATNetPredictor(tiny_variables, tiny_config, precision="bf16"),
+                                  num_objects=1, feature_cache_bytes=1)
     for session in sessions.values():
         session.interact_maps(1, positive, np.zeros_like(positive))
-    half, full = (np.stack([np.asarray(sessions[p].probabilities[t]) for t in range(4)]) for p in ("bf16", "float32"))
+    half, full, spilled = (np.stack([np.asarray(sessions[p].probabilities[t]) for t in range(4)])
+                           for p in ("bf16", "float32", "spilled"))
     assert half.dtype == full.dtype == np.float32
     assert 0 < np.max(np.abs(half - full)) < 0.05
+    assert sessions["spilled"].features._disk
+    np.testing.assert_array_equal(spilled, half)
 
 
 def test_precision_option():

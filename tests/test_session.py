@@ -176,6 +176,28 @@ def test_feature_cache_spills_to_disk_with_the_same_results(tiny_config, tiny_va
     session.close()
 
 
+def test_feature_cache_spills_bfloat16_bit_for_bit(tmp_path):
+    import jax.numpy as jnp
+
+    from atnet_jax.inference.features import FeatureCache
+
+    rng = np.random.default_rng(0)
+    frames = [{"s2": rng.standard_normal((1, 4, 5, 3)).astype(jnp.bfloat16),
+               "r5": rng.standard_normal((1, 2, 3)).astype(np.float32)} for _ in range(3)]
+    cache = FeatureCache(lambda indices: [frames[t] for t in indices], 1, folder=tmp_path)
+    for t in range(3):
+        cache.get(t)
+    assert len(cache._disk) == 2  # all but the last one
+    for t in (1, 0):
+        got = cache.get(t)
+        assert set(got) == set(frames[t])
+        for k, v in frames[t].items():
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape
+            np.testing.assert_array_equal(got[k].view(np.uint8), v.view(np.uint8))
+    assert cache.computed == 3
+    cache.close()
+
+
 def test_bad_interactions_are_rejected(tiny_config, tiny_variables):
     session = Session(_video(), ATNetPredictor(tiny_variables, tiny_config), num_objects=2)
     pos, neg = _maps(2, 1)

@@ -81,7 +81,7 @@ class _Decay(Predictor):
 
     def encode(self, images):
         colour = np.asarray(images).mean(axis=(1, 2, 3), keepdims=True)
-        return {"r2": colour, "r3": colour, "r5": colour, "r5_fused": colour}
+        return {"r2": colour, "r5": colour, "r5_fused": colour, "s3": colour, "s2": colour}
 
     def fuse(self, indicator):
         return np.asarray(indicator)

@@ -111,7 +111,8 @@ class Session:
         the video's full size). Labels always come at the video's own size.
       max_annotations: annotated frames the global transfer holds before it recompiles for more (the
         DAVIS protocol has 8 rounds).
-      feature_cache_bytes: host memory for cached encoder features; the rest is spilled to disk.
+      feature_cache_bytes: host memory for cached encoder features (with T-Net's per-frame decoder work: 88 MiB
+        per 480p frame in float32, see :class:`FeatureCache`); the rest is spilled to disk.
       progress: show a progress bar while propagating.
       propagation_proportion: how far a round propagates towards an earlier annotation (see
         :class:`RoundPlan`; the released code's 0.99 by default, 1.0 up to the annotated frame).

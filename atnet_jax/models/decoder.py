@@ -66,19 +66,30 @@ class Refine(nn.Module):
     """Refine module: fuse an encoder skip feature ``f`` with the coarser decoder map ``pm`` (upsampled x2).
 
     ``s = FS1(f); s = s + FS3(relu(FS2(relu(s)))); m = s + up2(pm); m = m + MM2(relu(MM1(relu(m))))``;
-    all 3x3 convs with bias, no BN.
+    all 3x3 convs with bias, no BN. The skip branch ``s`` (:meth:`skip`) depends on ``f`` alone, so a caller
+    may compute it once per frame and :meth:`merge` it with every ``pm``.
     """
 
     width: int
     dtype: Any = jnp.float32
 
-    @nn.compact
+    def setup(self) -> None:
+        conv = lambda: Conv(self.width, 3, dtype=self.dtype)  # noqa: E731
+        self.convFS1, self.convFS2, self.convFS3 = conv(), conv(), conv()
+        self.convMM1, self.convMM2 = conv(), conv()
+
+    def skip(self, f: jax.Array) -> jax.Array:
+        """``s = FS1(f) + FS3(relu(FS2(relu(FS1(f)))))``: ``f [B, h, w, C] -> [B, h, w, width]``."""
+        s = self.convFS1(f)
+        return s + self.convFS3(nn.relu(self.convFS2(nn.relu(s))))
+
+    def merge(self, s: jax.Array, pm: jax.Array) -> jax.Array:
+        """``m = s + up2(pm); m + MM2(relu(MM1(relu(m))))`` for a skip map ``s`` from :meth:`skip`."""
+        m = s.astype(self.dtype) + _upsample(pm, 2)
+        return m + self.convMM2(nn.relu(self.convMM1(nn.relu(m))))
+
     def __call__(self, f: jax.Array, pm: jax.Array) -> jax.Array:
-        conv = lambda name: Conv(self.width, 3, dtype=self.dtype, name=name)  # noqa: E731
-        s = conv("convFS1")(f)
-        s = s + conv("convFS3")(nn.relu(conv("convFS2")(nn.relu(s))))
-        m = s + _upsample(pm, 2)
-        return m + conv("convMM2")(nn.relu(conv("convMM1")(nn.relu(m))))
+        return self.merge(self.skip(f), pm)
 
 
 class Decoder(nn.Module):
@@ -88,11 +99,22 @@ class Decoder(nn.Module):
     1/8 (downsampled) and 1/4 refine outputs. Returns ``(logits, aux)`` with ``aux["m2"]`` = concat(refine
     output at 1/4, upsampled ASPP) -- the A-Net converter's input -- and ``aux["coarse"]``, the logits at 1/4
     before their upsampling (:func:`atnet_jax.models.expand.expand_logits` finishes them on the host).
+
+    ``__call__`` = :meth:`from_skips` on :meth:`skips`: the refine modules' skip branches depend on ``r3`` and
+    ``r2`` alone, so a caller that decodes one frame many times (T-Net) computes them once.
     """
 
     config: ModelConfig
 
-    @nn.compact
+    def setup(self) -> None:
+        width, dtype = self.config.decoder_width, jnp.dtype(self.config.dtype)
+        self.RF3 = Refine(width, dtype=dtype)
+        self.RF2 = Refine(width, dtype=dtype)
+
+    def skips(self, r3: jax.Array, r2: jax.Array) -> dict[str, jax.Array]:
+        """The refine modules' skip branches: ``{"s3": [B, H/8, W/8, width], "s2": [B, H/4, W/4, width]}``."""
+        return {"s3": self.RF3.skip(r3), "s2": self.RF2.skip(r2)}
+
     def __call__(
         self,
         r5: jax.Array,
@@ -102,6 +124,18 @@ class Decoder(nn.Module):
         *,
         train: bool,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return self.from_skips(r5, self.skips(r3, r2), local_map, train=train)
+
+    @nn.compact
+    def from_skips(
+        self,
+        r5: jax.Array,
+        skips: dict[str, jax.Array],
+        local_map: jax.Array | None = None,
+        *,
+        train: bool,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The decoder with the skip maps of :meth:`skips` given (batch 1 or B)."""
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         width = cfg.decoder_width
@@ -110,11 +144,11 @@ class Decoder(nn.Module):
 
         conv = lambda name: Conv(width, 3, dtype=dtype, name=name)  # noqa: E731
         m4 = conv("convG2")(nn.relu(conv("convG1")(nn.relu(conv("convG0")(nn.relu(r5))))))
-        m3 = Refine(width, dtype=dtype, name="RF3")(r3, m4)
+        m3 = self.RF3.merge(skips["s3"], m4)
         if local_map is not None:
             local_map = local_map.astype(m3.dtype)
             m3 = m3 + 0.5 * resize_bilinear(local_map, m3.shape[1:3])
-        m2 = Refine(width, dtype=dtype, name="RF2")(r2, m3)
+        m2 = self.RF2.merge(skips["s2"], m3)
         if local_map is not None:
             m2 = m2 + 0.5 * local_map
         m2 = jnp.concatenate([m2, aspp.astype(m2.dtype)], axis=-1)

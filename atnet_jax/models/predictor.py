@@ -7,7 +7,7 @@ second implementation of the same four methods (tests drive whole sessions with 
 
 Shapes (``hp, wp``: the padded processing size; K objects; B frames; N annotated frames so far, padded):
   annotate(images [K, hp, wp, 3], interaction [K, hp, wp, 3]) -> (outputs, indicator)
-  encode(images [B, hp, wp, 3]) -> {"r2", "r3", "r5", "r5_fused": [B, ...]}
+  encode(images [B, hp, wp, 3]) -> {"r2", "r5", "r5_fused", "s3", "s2": [B, ...]} (what depends on a frame alone)
   fuse(indicator) -> fused indicator (what ``step`` reads per annotated frame)
   step(target, annotated_r5 [N, 1, ...], fused [N, K, ...], frame_mask [N], prev_r2, prev_prob [K, hp, wp, 1])
       -> outputs
@@ -108,11 +108,10 @@ def _compiled(config: ModelConfig) -> _Compiled:
         return (jax.nn.sigmoid(logits), aux["coarse"]), aux["indicator"]
 
     def encode(variables, images):
-        # With conv1x1's target half: it depends on the frame alone, so it is cached with the features.
+        # With conv1x1's target half and the decoder's skip maps: they depend on the frame alone, so they are
+        # cached with the features and every later step and round reads them.
         traces["encode"] += 1
-        feats = tnet.apply(variables, images, method=TransferNet.encode)
-        fused = tnet.apply(variables, feats["r5"], method=TransferNet.fuse_target)
-        return {"r2": feats["r2"], "r3": feats["r3"], "r5": feats["r5"], "r5_fused": fused}
+        return tnet.apply(variables, images, method=TransferNet.encode_split)
 
     def fuse(variables, indicator):
         traces["fuse"] += 1

@@ -65,9 +65,11 @@ class FusionConv(nn.Module):
 class TransferNet(nn.Module):
     """T-Net: ``encode`` a frame once, then ``decode`` it for every object batch and round.
 
-    ``__call__`` does both (training). Submodule names mirror the released state_dict: ``encoder_3ch``,
-    ``decoder_prop``, ``prev_conv1x1`` (local-transfer features, shared by target and previous frame) and
-    ``conv1x1`` (fuses target r5 with the global-transfer output).
+    ``__call__`` does both (training). Sessions run the split pair: :meth:`encode_split` computes, once per
+    frame, everything of the decode that depends on the target frame alone (conv1x1's target half, the refine
+    modules' skip branches), and :meth:`decode_split` reads it. Submodule names mirror the released state_dict:
+    ``encoder_3ch``, ``decoder_prop``, ``prev_conv1x1`` (local-transfer features, shared by target and previous
+    frame) and ``conv1x1`` (fuses target r5 with the global-transfer output).
     """
 
     config: ModelConfig
@@ -83,6 +85,19 @@ class TransferNet(nn.Module):
     def encode(self, image: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
         """``image: [B, H, W, 3]`` normalised RGB -> ``{"r2", "r3", "r4", "r5"}``."""
         return self.encoder_3ch(image, train=train)
+
+    def encode_split(self, image: jax.Array) -> dict[str, jax.Array]:
+        """What :meth:`decode_split` reads of a target frame, ``image: [B, H, W, 3]`` -> ``{"r2", "r5",
+        "r5_fused", "s3", "s2"}``: the encoder's r2 (local transfer) and r5 (global transfer), conv1x1's target
+        half (:meth:`fuse_target`) and the decoder's skip maps (:meth:`skips`; r3 is read by nothing else)."""
+        feats = self.encode(image)
+        return {"r2": feats["r2"], "r5": feats["r5"], "r5_fused": self.fuse_target(feats["r5"]),
+                **self.skips(feats)}
+
+    def skips(self, target: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """The decoder's refine skip branches on the target's r3 and r2: ``{"s3": [B, H/8, W/8, W_d], "s2":
+        [B, H/4, W/4, W_d]}`` (``W_d`` = decoder width), in the compute dtype."""
+        return self.decoder_prop.skips(target["r3"], target["r2"])
 
     def local_features(self, r2: jax.Array) -> jax.Array:
         """The shared 1x1 conv applied to r2 before the local correlation."""
@@ -116,7 +131,7 @@ class TransferNet(nn.Module):
         glob = self._global(target, annotated_r5, indicators, frame_mask)
         t_r5 = _batch_to(target["r5"], batch)
         r5cat = self.conv1x1(jnp.concatenate([t_r5, glob.astype(t_r5.dtype)], axis=-1))
-        logits, aux = self._decode_fused(r5cat, target, prev_r2, prev_prob, train=train)
+        logits, aux = self._decode_fused(r5cat, target["r2"], self.skips(target), prev_r2, prev_prob, train=train)
         return logits, {"global": glob, "r5cat": r5cat, **aux}
 
     def fuse_target(self, r5: jax.Array) -> jax.Array:
@@ -140,15 +155,17 @@ class TransferNet(nn.Module):
         *,
         train: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """:meth:`decode` with ``conv1x1`` split (equal up to float rounding, without the 2C -> C conv per frame
-        and object): ``target`` holds ``"r5_fused"`` (:meth:`fuse_target`) besides r2, r3, r5;
+        """:meth:`decode` with the per-frame work done beforehand (equal up to float rounding, without the 2C -> C
+        conv per frame and object, nor the refine modules' skip branches per frame and round): ``target`` is
+        :meth:`encode_split`'s output (r2, r5, ``"r5_fused"``, the skip maps ``"s3"`` and ``"s2"``);
         ``fused_indicators = fuse_global(indicators)``. Returns ``(logits, aux)`` with ``r5cat`` and the
         decoder's maps."""
         batch = fused_indicators.shape[1]
         glob = self._global(target, annotated_r5, fused_indicators, frame_mask)
         fused = _batch_to(target["r5_fused"], batch)
         r5cat = fused + glob.astype(fused.dtype)
-        logits, aux = self._decode_fused(r5cat, target, prev_r2, prev_prob, train=train)
+        skips = {"s3": target["s3"], "s2": target["s2"]}
+        logits, aux = self._decode_fused(r5cat, target["r2"], skips, prev_r2, prev_prob, train=train)
         return logits, {"r5cat": r5cat, **aux}
 
     def _global(self, target: dict[str, jax.Array], annotated_r5: jax.Array, values: jax.Array,
@@ -159,11 +176,10 @@ class TransferNet(nn.Module):
         return global_transfer(_batch_to(annotated_r5, frames, axis=1), _batch_to(target["r5"], frames),
                                values, frame_mask=frame_mask, softmax_axis=self.config.global_softmax)
 
-    def _decode_fused(self, r5cat: jax.Array, target: dict[str, jax.Array], prev_r2: jax.Array,
+    def _decode_fused(self, r5cat: jax.Array, t_r2: jax.Array, skips: dict[str, jax.Array], prev_r2: jax.Array,
                       prev_prob: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Local transfer and decoder from the fused r5."""
+        """Local transfer and decoder from the fused r5 and the target's skip maps."""
         cfg = self.config
-        t_r2 = target["r2"]
         prev_ds = resize_bilinear(prev_prob.astype(jnp.float32), t_r2.shape[1:3])
         frames = max(t_r2.shape[0], prev_r2.shape[0])
         local = local_transfer(
@@ -174,7 +190,7 @@ class TransferNet(nn.Module):
             stride=cfg.local_stride,
             softmax_axis=cfg.local_softmax,
         )
-        logits, dec = self.decoder_prop(r5cat, target["r3"], t_r2, local, train=train)
+        logits, dec = self.decoder_prop.from_skips(r5cat, skips, local, train=train)
         return logits, {"local": local, "prev_ds": prev_ds, "m2": dec["m2"], "coarse": dec["coarse"]}
 
     def __call__(
