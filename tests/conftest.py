@@ -15,6 +15,14 @@ _cache = Path(os.environ.get("ATNET_JAX_TEST_CACHE", Path.home() / ".cache" / "a
 jax.config.update("jax_compilation_cache_dir", str(_cache))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+
+
+def cached_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` with ``extra``, for a subprocess that compiles: it shares the tests' XLA compilation cache,
+    so a second run of the same program (a resume, another test's training) compiles nothing."""
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(_cache), **extra}
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_ROOT / "tests" / "data"
 """The tests' reference data, kept in the repo (``tests/data/README.md``): golden vectors, real DAVIS frames."""

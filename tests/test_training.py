@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import cached_env
 
 from atnet_jax.data.synthetic import write_dataset
 from atnet_jax.training.config import DataConfig, StageConfig, TrainConfig, keys, load_config, override
@@ -281,7 +282,7 @@ def test_sigterm_saves_and_the_rerun_resumes(tiny_config, synthetic_root, tmp_pa
         f"    return TrainConfig(model=tiny_model_config(), data=DataConfig(crop={CROP}, worker_count=0, "
         f"synthetic={str(synthetic_root)!r}), anet=stage, tnet=stage, checkpoint_every=1000, log_every=1)\n"
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = cached_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     cmd = [sys.executable, "-m", "atnet_jax.train", "--config", str(config_file), "--workdir", str(tmp_path / "run"),
            "--stage", "anet", "--no-progress"]
     proc = subprocess.Popen(cmd + ["--max-steps", "10000"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
@@ -437,7 +438,7 @@ def test_ctrl_c_saves_then_exits_130_without_worker_traceback(synthetic_root, tm
         "    stage = StageConfig(batch_size=2, epochs=1, steps_per_epoch=100000, learning_rate=1e-3)\n"
         f"    return TrainConfig(model=tiny_model_config(), data=DataConfig(crop={CROP}, worker_count=1, "
         f"synthetic={str(synthetic_root)!r}), anet=stage, tnet=stage, checkpoint_every=1000, log_every=1)\n")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(PROJECT_ROOT)}
+    env = cached_env(XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=str(PROJECT_ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "atnet_jax.train", "--config", str(config_file), "--workdir",
                              str(tmp_path / "run"), "--stage", "anet", "--no-progress"], env=env, cwd=PROJECT_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
