@@ -588,9 +588,10 @@ class Session:
         update its labels and record what the round replaced (and its logits)."""
         old = self._probabilities[t] if self._written[t] else None
         pending.undo.save(t, old)
+        fetched = np.asarray(fetched, np.float32)
         record = pending.logits
         if record is not None:
-            record.logits[t] = np.asarray(fetched, np.float32)[..., 0]
+            record.logits[t] = fetched[..., 0]
             record.alphas[t] = alpha
             if alpha < 1.0:
                 before = old if old is not None else np.zeros(self._probabilities.frame_shape, np.float32)

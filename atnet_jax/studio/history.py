@@ -362,7 +362,7 @@ class History:
             i -= 1
         else:  # never written: zeros
             return 0, frame_crc(np.zeros((num_objects, *self.prob_shape), np.float32))
-        _, frame = next(self._read_frames(index, [t]))
+        _, frame = next(self._read_frames(index, [t], records))
         if frame is None:
             frame = np.zeros((num_objects, *self.prob_shape), np.float32)
         return chain, frame_crc(frame)
@@ -404,12 +404,16 @@ class History:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise InputError(f"{folder}: cannot read the saved step ({err})") from err
 
-    def _read_frames(self, index: int, frames: Sequence[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+    def _read_frames(self, index: int, frames: Sequence[int], records: dict[int, dict] | None = None
+                     ) -> Iterator[tuple[int, np.ndarray | None]]:
         """``(t, probabilities)`` of ``frames`` after step ``index``, one by one (None: zeros, no step wrote the
-        frame): each from
-        the latest step up to ``index`` that wrote it, through the object selections of the object edits in
-        between, and recomputed from the frame before where that step stored the round's logits."""
-        records = {i: self._load_record(i) for i in range(index, 0, -1)}
+        frame): each from the latest step up to ``index`` that wrote it, through the object selections of the
+        object edits in between, and recomputed from the frame before where that step stored the round's logits.
+        ``records``: the step records read so far (filled in here)."""
+        records = {} if records is None else records  # the step records read so far, shared with the caller
+        for i in range(index, 0, -1):
+            if i not in records:
+                records[i] = self._load_record(i)
         opened: dict[int, Any] = {}
 
         def chunk(i: int, t: int, shape: tuple[int, ...]) -> np.ndarray:
