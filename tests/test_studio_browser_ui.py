@@ -9,6 +9,8 @@ With ``CI=true`` a missing browser fails the tests instead of skipping them.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from studio_browser_util import StudioServer, require_browser, watch_errors
@@ -292,7 +294,11 @@ def test_a_long_step_disables_run_and_says_what_runs_in_every_tab(studio):
         _status(tab, "busy: adding object 3")
         assert tab.get_by_test_id("add-object").is_disabled() and tab.get_by_test_id("undo").is_disabled()
     assert page.get_by_test_id("run").is_disabled()
-    _status(page, "object 3 added", timeout=60_000)
+    # The step list, not the status line: the strokes still pending on object 1 are previewed as soon as the step
+    # ends, and the preview's status may replace "object 3 added" between two polls.
+    for tab in (page, other):
+        tab.locator("[data-testid^=step-]", has_text="object 3 added").wait_for(timeout=60_000)
+    assert re.search(r"object 3 added|preview of frame", page.get_by_test_id("status").inner_text())
     other.get_by_test_id("object-3").wait_for()
     assert page.get_by_test_id("run").is_enabled() and other.get_by_test_id("add-object").is_enabled()
     page.keyboard.press("Backspace")
