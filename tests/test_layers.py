@@ -1,13 +1,12 @@
 """Torch-numerics helpers: align-corners resize, explicit padding, pre-processing."""
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from atnet_jax.models.layers import Conv, TapConv, resize_bilinear, scaled_size, torch_padding
+from atnet_jax.models.layers import Conv, Conv2d, TapConv, resize_bilinear, scaled_size, torch_padding
 from atnet_jax.models.preprocess import crop_padding, normalize_frames, pad_info_for, reflect_pad
 
 
@@ -114,7 +113,7 @@ def test_torch_padding_default_keeps_size():
     assert torch_padding(3) == ((1, 1), (1, 1))
     assert torch_padding(3, dilation=8) == ((8, 8), (8, 8))
     assert torch_padding(7, padding=3) == ((3, 3), (3, 3))
-    assert isinstance(Conv(4), nn.Conv)
+    assert isinstance(Conv(4), Conv2d)
 
 
 def numpy_conv(x: np.ndarray, kernel: np.ndarray, dilation: int) -> np.ndarray:
@@ -146,3 +145,22 @@ def test_tap_conv_equals_the_convolution(dilation, kernel_size, use_bias):
         expected += np.asarray(variables["params"]["bias"])
     np.testing.assert_allclose(np.asarray(tap.apply(variables, x)), expected, atol=1e-5)
     np.testing.assert_allclose(np.asarray(conv.apply(variables, x)), expected, atol=1e-5)
+
+
+def test_conv_over_many_channels_sums_groups_on_a_cpu():
+    """600 input channels: three convolutions of at most 256 channels on a CPU, the loop reference's result;
+    a dilated kernel convolves whole."""
+    x = jax.random.normal(jax.random.key(0), (1, 6, 7, 600))
+    conv = Conv(4, 3)
+    variables = conv.init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+    got = np.asarray(conv.apply(variables, x))
+    want = numpy_conv(np.asarray(x), np.asarray(variables["params"]["kernel"]), 1) + 0.1
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    def groups(conv) -> list[int]:
+        eqns = jax.make_jaxpr(conv.apply)(variables, x).jaxpr.eqns
+        return [e.invars[0].aval.shape[-1] for e in eqns if e.primitive.name == "conv_general_dilated"]
+
+    assert groups(conv) == ([256, 256, 88] if jax.default_backend() == "cpu" else [600])
+    assert groups(Conv(4, 3, dilation=2)) == [600]

@@ -193,16 +193,17 @@ def global_transfer(annotated: jax.Array, target: jax.Array, indicator: jax.Arra
     a = annotated.reshape(n, bf, h * w, c)
     t = target.reshape(bf, h * w, c).astype(features)
     ind = indicator.reshape(n, b, h * w, ci)
-    axis = -1 if softmax_axis == "target" else -2
+    # The affinity is laid out [target, annotated]: XLA:CPU's fused product and softmax run faster so.
+    axis = -2 if softmax_axis == "target" else -1
 
     def frame_transfer(a_i: jax.Array, ind_i: jax.Array) -> jax.Array:
         """sum_p attn_i[p, q] * ind_i[p] for one annotated frame -> [B, hw, Ci]."""
-        sim = jnp.einsum("bpc,bqc->bpq", a_i.astype(features), t, preferred_element_type=dtype)
+        sim = jnp.einsum("bqc,bpc->bqp", t, a_i.astype(features), preferred_element_type=dtype)
         attn = jax.nn.softmax(sim, axis=axis).astype(ind_i.dtype)
         # Frame features of batch 1 serve every object: one affinity, B weighted sums.
         if bf == 1:
-            return jnp.einsum("pq,bpk->bqk", attn[0], ind_i, preferred_element_type=dtype)
-        return jnp.einsum("bpq,bpk->bqk", attn, ind_i, preferred_element_type=dtype)
+            return jnp.einsum("qp,bpk->bqk", attn[0], ind_i, preferred_element_type=dtype)
+        return jnp.einsum("bqp,bpk->bqk", attn, ind_i, preferred_element_type=dtype)
 
     if frame_mask is None:
         out = sum(frame_transfer(a[i], ind[i]) for i in range(n)) / n
