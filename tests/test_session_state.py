@@ -140,3 +140,28 @@ def test_removing_an_object_drops_its_masks_and_strokes_and_renumbers(session):
     with pytest.raises(ValueError, match="does not exist"):
         session.remove_object(2)
     session.interact(3, [_stroke(1, 0.5, 0.1, 0.5)])  # the session still runs rounds
+
+
+def test_ctrl_c_while_the_undo_log_saves_a_frame_restores_the_session(session, monkeypatch):
+    """A KeyboardInterrupt raised inside the undo log's write comes out as itself, and the round is undone
+    exactly (a frame listed before its copy was kept made the rollback fail with an AssertionError)."""
+    import atnet_jax.inference.undo as undo_module
+
+    session.interact(1, ROUND1)
+    before = session.snapshot()
+    calls = []
+
+    class InterruptedStore(undo_module.FrameStore):
+        def __setitem__(self, t, value):
+            calls.append(t)
+            if len(calls) == 2:  # the second frame the round replaces: one is saved, then Ctrl-C
+                raise KeyboardInterrupt
+            super().__setitem__(t, value)
+
+    monkeypatch.setattr(undo_module, "FrameStore", InterruptedStore)
+    with pytest.raises(KeyboardInterrupt):
+        session.interact(4, ROUND3)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(session.probabilities, before.probabilities)
+    np.testing.assert_array_equal(session.labels, np.asarray(_labels(before.probabilities)))
+    assert session.annotated == [1] and session.strokes == before.strokes

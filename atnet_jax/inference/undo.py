@@ -21,15 +21,17 @@ class UndoLog:
         self._empty: set[int] = set()
 
     def save(self, t: int, old: np.ndarray | None) -> None:
+        """Keep frame ``t``'s probabilities before the round changes them. ``t`` is listed only once they are
+        kept: a save that stops half-way (Ctrl-C) leaves nothing to restore, and the frame is not changed yet."""
         if t in self.frames:
             return
-        self.frames.append(t)
         if old is None:
             self._empty.add(t)
-            return
-        if self._store is None:
-            self._store = FrameStore(self._path, len(self._like), self._like.frame_shape, self._like.dtype)
-        self._store[t] = old
+        else:
+            if self._store is None:
+                self._store = FrameStore(self._path, len(self._like), self._like.frame_shape, self._like.dtype)
+            self._store[t] = old
+        self.frames.append(t)
 
     def saved(self, t: int) -> np.ndarray | None:
         """Frame ``t`` as it was, None where it held nothing."""
