@@ -230,6 +230,13 @@ def run(
     return code
 
 
+def _interrupted(parser: argparse.ArgumentParser) -> int:
+    interrupts.handled()
+    _end_progress_bars()
+    print(f"{parser.prog}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], None], args: argparse.Namespace,
          *, interrupted: bool = False) -> int:
     try:
@@ -242,6 +249,7 @@ def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], N
         if args.debug:
             raise
         if err.exit_code == EXIT_INTERRUPTED:
+            interrupts.handled()
             _end_progress_bars()
             print(f"{parser.prog}: interrupted" + (f": {one_line(err)}" if str(err) else ""), file=sys.stderr)
         else:
@@ -253,17 +261,19 @@ def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], N
         _report(parser, one_line(err))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _end_progress_bars()
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(parser)
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         if args.debug:
             raise
+        if interrupts.caused_by_interrupt(err):  # library code that turned Ctrl-C into another error
+            return _interrupted(parser)
         _report(parser, one_line(err))
         return EXIT_FAILURE
     except Exception as err:  # noqa: BLE001 (a bug: still one line, the traceback with --debug)
         if args.debug:
             raise
+        if interrupts.caused_by_interrupt(err):
+            return _interrupted(parser)
         _report(parser, f"unexpected {type(err).__name__}: {one_line(err)} (rerun with --debug for the traceback)")
         return EXIT_FAILURE
     return EXIT_OK

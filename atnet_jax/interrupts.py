@@ -28,12 +28,23 @@ class InterruptGuard:
     delivers it again a moment later, once the main thread is back in ordinary code. Before
     :func:`atnet_jax.cli.run` has started the command (``raising`` False: the command's imports, building its
     parser), a Ctrl-C is kept ``pending`` and :func:`atnet_jax.cli.run` stops at its start.
+
+    Library code can also swallow the interrupt where it lands: JAX's tracing has bare ``except:`` clauses
+    (``operator.index`` of a dimension, for one). So once raised, the interrupt is checked every
+    ``CHECK_EVERY`` s until code that acts on it calls :func:`handled`: while it propagates (it, or an
+    exception raised while handling it, is being handled: cleanup runs undisturbed) nothing happens; once it is
+    gone without that, it is raised again.
     """
+
+    CHECK_EVERY = 0.2
 
     def __init__(self) -> None:
         self.previous: Any = None
         self.raising = True
         self.pending = False
+        self._owed = False  # deferred from an unsafe place: the next delivery raises
+        self._checking = False  # the next delivery is a check, not a new Ctrl-C
+        self._check_scheduled = False
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread() \
@@ -47,19 +58,81 @@ class InterruptGuard:
             self.previous = None
 
     def _handle(self, signum: int, frame: Any) -> None:
+        global _unhandled
         if not self.raising:
             self.pending = True
             return
+        checking, self._checking = self._checking, False
+        if checking and not self._owed:
+            if _unhandled is None:
+                return
+            if _in_flight(_unhandled):
+                self._schedule(self.CHECK_EVERY, check=True)
+                return
+            # swallowed where it was raised: raise it again
         if _unsafe_to_raise(frame):
-            timer = threading.Timer(0.05, self._deliver_again)
-            timer.daemon = True
-            timer.start()
+            self._owed = True
+            self._schedule(0.05)
             return
-        raise KeyboardInterrupt
+        self._owed = False
+        _unhandled = KeyboardInterrupt()
+        self._schedule(self.CHECK_EVERY, check=True)
+        raise _unhandled
 
-    def _deliver_again(self) -> None:
+    def _schedule(self, seconds: float, *, check: bool = False) -> None:
+        if check:
+            if self._check_scheduled:
+                return
+            self._check_scheduled = True
+        timer = threading.Timer(seconds, self._deliver_again, kwargs={"check": check})
+        timer.daemon = True
+        timer.start()
+
+    def _deliver_again(self, check: bool = False) -> None:
+        if check:
+            self._check_scheduled = False
         if signal.getsignal(signal.SIGINT) == self._handle:
+            if check:
+                self._checking = True
             _thread.interrupt_main(signal.SIGINT)
+
+
+_unhandled: KeyboardInterrupt | None = None
+"""The KeyboardInterrupt a guard raised last, until :func:`handled` is called."""
+
+
+def handled() -> None:
+    """The KeyboardInterrupt (or an error it caused) reached the code that acts on it: stop checking that it
+    propagates (:class:`InterruptGuard`)."""
+    global _unhandled
+    _unhandled = None
+
+
+def caused_by_interrupt(err: BaseException) -> bool:
+    """``err`` is a KeyboardInterrupt or was raised while one was handled (library code that turned Ctrl-C into
+    another error)."""
+    return _in_chain(err, lambda e: isinstance(e, KeyboardInterrupt))
+
+
+def _in_flight(interrupt: KeyboardInterrupt) -> bool:
+    """``interrupt`` is being handled in the main thread (an ``except`` or ``finally`` block, a context manager's
+    exit, on the way up), or an exception raised while it was handled is."""
+    current = sys.exc_info()[1]
+    return current is not None and _in_chain(current, lambda e: e is interrupt)
+
+
+def _in_chain(err: BaseException, test: Any) -> bool:
+    seen: set[int] = set()
+    todo = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if test(e):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
 
 
 def _unsafe_to_raise(frame: Any) -> bool:

@@ -16,6 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
+from atnet_jax import cli, interrupts
+from atnet_jax.interrupts import InterruptGuard
+
 ROOT = Path(__file__).resolve().parent.parent
 T, H, W = 5, 96, 128
 
@@ -58,6 +61,76 @@ def interrupt(argv: list[str], cwd: Path, *, after: str | None, delay: float, ti
         proc.kill()
         proc.wait()
     return proc.returncode, err
+
+
+def busy(seconds: float) -> None:
+    """Run Python code (where a signal handler can run) for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@pytest.fixture
+def guard():
+    with InterruptGuard() as guard:
+        assert guard.previous is not None, "the tests run in the main thread with Python's own SIGINT handler"
+        yield guard
+    interrupts.handled()
+
+
+def swallowed_interrupt() -> None:
+    """Ctrl-C while library code runs a bare ``except:`` (as JAX's tracing does): the interrupt is dropped."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except:  # noqa: E722
+        pass
+
+
+def test_an_interrupt_that_library_code_swallows_is_raised_again(guard):
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        swallowed_interrupt()
+        busy(5.0)
+    assert time.monotonic() - start < 2.0
+
+
+def test_the_cleanup_of_an_interrupt_runs_to_its_end_undisturbed(guard):
+    steps = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        try:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            finally:
+                busy(3 * InterruptGuard.CHECK_EVERY)
+                steps.append("finally")
+        except KeyboardInterrupt:
+            try:
+                raise ValueError("an error handled during the cleanup")
+            except ValueError:
+                busy(3 * InterruptGuard.CHECK_EVERY)
+            steps.append("except")
+            raise
+    assert steps == ["finally", "except"]
+    assert info.value.__context__ is None, "a second KeyboardInterrupt replaced the first one"
+
+
+def test_an_interrupt_that_was_handled_is_not_raised_again(guard):
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    interrupts.handled()
+    busy(4 * InterruptGuard.CHECK_EVERY)
+
+
+def test_ctrl_c_turned_into_another_error_by_library_code_exits_130(capsys):
+    def main(args):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException as err:  # noqa: BLE001
+            raise RuntimeError("Error calling __set_name__") from err
+
+    assert cli.run(cli.make_parser("python -m atnet_jax.infer", "", ""), main, []) == 130
+    assert capsys.readouterr().err.strip() == "python -m atnet_jax.infer: interrupted"
+    busy(3 * InterruptGuard.CHECK_EVERY)  # and no interrupt left over
 
 
 def check_interrupted(code: int, err: str, prog: str) -> None:

@@ -17,7 +17,7 @@ import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
-from atnet_jax import cli
+from atnet_jax import cli, interrupts
 from atnet_jax.io import lock
 
 DEFAULT_WORKSPACE = Path("atnet_studio")
@@ -278,6 +278,7 @@ def studio(args: argparse.Namespace) -> None:
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
+        interrupts.handled()
         signals.append(2)
     where = f"the workspace is in {ws.root}" if ws is not None else f"the workspaces are in {dataset.workspaces}"
     print(f"stopped; {where}", file=sys.stderr)
