@@ -230,10 +230,11 @@ def run(
     return code
 
 
-def _interrupted(parser: argparse.ArgumentParser) -> int:
+def _interrupted(parser: argparse.ArgumentParser, detail: str = "") -> int:
+    """Ctrl-C reached the command: ``<prog>: interrupted[: detail]`` on stderr, 130."""
     interrupts.handled()
     _end_progress_bars()
-    print(f"{parser.prog}: interrupted", file=sys.stderr)
+    print(f"{parser.prog}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
     return EXIT_INTERRUPTED
 
 
@@ -249,9 +250,7 @@ def _run(parser: argparse.ArgumentParser, main: Callable[[argparse.Namespace], N
         if args.debug:
             raise
         if err.exit_code == EXIT_INTERRUPTED:
-            interrupts.handled()
-            _end_progress_bars()
-            print(f"{parser.prog}: interrupted" + (f": {one_line(err)}" if str(err) else ""), file=sys.stderr)
+            _interrupted(parser, one_line(err) if str(err) else "")
         else:
             _report(parser, one_line(err))
         return err.exit_code
